@@ -1,0 +1,72 @@
+"""CJK-aware chunking on top of llama-index's SentenceSplitter.
+
+The splitter is configured, not rewritten: sentences end at 。！？；… as well as . ! ?, sizes are counted in the
+embedding model's own tokens (MiniLM truncates at 256, so a chunk that is too long is silently cut off), and
+boilerplate (page numbers, running headers) never becomes a chunk.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from llama_index.core.node_parser import SentenceSplitter
+
+# A sentence ends after CJK terminal punctuation (with any closing quotes), or after . ! ? followed by a space.
+_SENTENCE_END = re.compile(r"(?<=[。！？；…!?;])[”」』）)\"']*|(?<=[.!?])[\"')\]]*(?=\s)")
+_SECONDARY = r"[^,.;，、；。？！]+[,.;，、；。？！]?|[,.;，、；。？！]"
+_MEANINGFUL = re.compile(r"[^\W\d_]", re.UNICODE)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split keeping every character, so chunks joined back are the original text."""
+    pieces, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        end = match.end()
+        if end > start:
+            pieces.append(text[start:end])
+            start = end
+    if start < len(text):
+        pieces.append(text[start:])
+    return [p for p in pieces if p]
+
+
+def make_splitter(tokenize: Callable[[str], list], chunk_size: int, chunk_overlap: int) -> SentenceSplitter:
+    return SentenceSplitter(
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        tokenizer=tokenize,
+        chunking_tokenizer_fn=split_sentences,
+        secondary_chunking_regex=_SECONDARY,
+        paragraph_separator="\n\n",
+        include_metadata=False,
+        include_prev_next_rel=False,
+    )
+
+
+def is_boilerplate(chunk: str) -> bool:
+    """Nothing but whitespace, digits and punctuation (page numbers, rules, dot leaders)."""
+    return len(_MEANINGFUL.findall(chunk)) < 2
+
+
+def repeated_lines(pages: Iterable[str], min_pages: int = 3, share: float = 0.6) -> set[str]:
+    """Lines (running headers and footers) that stand on most pages of a multi-page document."""
+    page_list = list(pages)
+    if len(page_list) < min_pages:
+        return set()
+    counts: Counter[str] = Counter()
+    for text in page_list:
+        counts.update({line.strip() for line in text.splitlines() if line.strip()})
+    limit = max(min_pages, share * len(page_list))
+    return {line for line, n in counts.items() if n >= limit and len(line) < 200}
+
+
+def strip_lines(text: str, lines: set[str]) -> str:
+    if not lines:
+        return text
+    return "\n".join(line for line in text.splitlines() if line.strip() not in lines).strip()
+
+
+def chunk_page(splitter: SentenceSplitter, text: str) -> list[str]:
+    return [c.strip() for c in splitter.split_text(text) if not is_boilerplate(c)]

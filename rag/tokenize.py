@@ -1,0 +1,74 @@
+"""Keyword tokens for mixed Chinese/English text (BM25 side of hybrid search).
+
+Chinese has no spaces, so words come from jieba; jieba's dictionary is simplified Chinese and its segmentation can
+differ between a question and a passage, so every run of CJK characters also contributes its character bigrams.
+That makes traditional Chinese and unknown terms match too. English words are lower-cased with a light plural
+strip. Stop words of both languages are dropped so that scores come from content words.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import unicodedata
+
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_RUN = re.compile(f"[{_CJK}]+")
+_HAS_CJK = re.compile(f"[{_CJK}]")
+_LATIN_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+EN_STOP = frozenset(
+    """a an and are as at be by can do does did for from has have how i if in into is it its of on or so such that
+    the their then there these this to was were what when where which who whom why will with you your we our they
+    he she them his her not no yes than too very just also about""".split()
+)
+ZH_STOP = frozenset(
+    """的 了 是 在 和 与 及 或 也 都 就 而 被 把 对 从 到 为 以 于 之 其 这 那 这个 那个 一个 什么 哪 哪些 哪个 怎么
+    怎样 如何 多少 吗 呢 吧 啊 么 有 没有 个 中 上 下 等 我 你 他 她 它 我们 你们 他们 請問 请问 是否 还是 可以 会 能""".split()
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _jieba():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
+
+
+def cjk_fraction(text: str) -> float:
+    """Share of CJK characters among the letters: decides how much a query trusts the English-only embedder."""
+    letters = [c for c in text if c.isalnum()]
+    if not letters:
+        return 0.0
+    return sum(1 for c in letters if _HAS_CJK.match(c)) / len(letters)
+
+
+def _latin_tokens(text: str) -> list[str]:
+    out = []
+    for word in _LATIN_WORD.findall(text.lower()):
+        if word in EN_STOP or _HAS_CJK.search(word):
+            continue
+        if len(word) > 4 and word.endswith("ies"):
+            word = word[:-3] + "y"
+        elif len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        out.append(word)
+    return out
+
+
+def keyword_tokens(text: str) -> list[str]:
+    """Tokens for BM25; the same function serves passages and queries."""
+    text = unicodedata.normalize("NFKC", text)
+    tokens: list[str] = []
+    last = 0
+    for run in _CJK_RUN.finditer(text):
+        tokens.extend(_latin_tokens(text[last : run.start()]))
+        last = run.end()
+        chars = run.group()
+        tokens.extend(w for w in _jieba().lcut_for_search(chars) if w not in ZH_STOP)
+        tokens.extend(chars[i : i + 2] for i in range(len(chars) - 1))
+    tokens.extend(_latin_tokens(text[last:]))
+    return tokens
