@@ -106,16 +106,14 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 )
 # Legacy encodings tried last, in order of preference when the detector cannot tell them apart.
 _LEGACY_ENCODINGS = ("gb18030", "big5", "cp1252")
-_WHITESPACE_CONTROLS = frozenset("\t\n\r\f\v")
+_BINARY_CONTROL_RE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")  # controls other than \t \n \v \f \r
 _MAX_CONTROL_RATIO = 0.1
 _SAMPLE_CHARS = 4096
 
 
 def _control_ratio(text: str) -> float:
     """Share of control characters that real text does not contain; high means we decoded a binary file."""
-    if not text:
-        return 0.0
-    return len(_CONTROL_RE.findall(text.replace("\f", "").replace("\v", ""))) / len(text)
+    return len(_BINARY_CONTROL_RE.findall(text)) / len(text) if text else 0.0
 
 
 def _looks_like_text(text: str) -> bool:
@@ -364,7 +362,8 @@ def html_to_text(markup: str) -> str:
         tag.insert_after(NavigableString("\n"))
     for tag in soup.find_all(_HTML_CELLS):
         tag.insert_after(NavigableString(" "))
-    return "\n".join(line.strip() for line in soup.get_text().split("\n"))
+    lines = (line.strip() for line in soup.get_text().split("\n"))
+    return "\n".join(line for line in lines if line)
 
 
 def _read_html(path: Path) -> Iterator[PageText]:

@@ -1,0 +1,492 @@
+"""Tests for ingest.readers: every format, every encoding, and every way a user's file can be broken."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+import random
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.readers import (
+    SUPPORTED_SUFFIXES,
+    PageText,
+    decode_text,
+    display_path,
+    iter_pages,
+    normalize_text,
+)
+from rag.errors import UnreadableFile
+from tests.fixtures_docs import encrypt_pdf, image_only_pdf_bytes, pdf_bytes, write_docx
+
+PAGES = ["Page one talks about apples.", "Page two talks about bananas.", "Page three talks about cherries."]
+ENCRYPTED = "encrypted PDF; remove the password and try again"
+NO_PDF_TEXT = "no extractable text; OCR is not supported"
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def read(path: Path) -> list[tuple[str, int | None]]:
+    return [(unit.text, unit.page) for unit in iter_pages(path)]
+
+
+def reason(path: Path) -> str:
+    """The reason iter_pages gives for ``path``, after checking the message format callers rely on."""
+    with pytest.raises(UnreadableFile) as info:
+        list(iter_pages(path))
+    exc = info.value
+    assert str(exc) == f"{display_path(path)}: {exc.reason}"
+    assert "\n" not in str(exc)
+    assert len(exc.reason) <= 120
+    return exc.reason
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# PDF
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_pdf_yields_each_page_with_its_number(tmp_path: Path) -> None:
+    path = write(tmp_path, "three.pdf", pdf_bytes(PAGES))
+    assert read(path) == [(PAGES[0], 1), (PAGES[1], 2), (PAGES[2], 3)]
+
+
+def test_pdf_blank_page_is_skipped_without_shifting_numbers(tmp_path: Path) -> None:
+    path = write(tmp_path, "gap.pdf", pdf_bytes([PAGES[0], None, PAGES[2]]))
+    assert read(path) == [(PAGES[0], 1), (PAGES[2], 3)]
+
+
+def test_pdf_suffix_is_case_insensitive(tmp_path: Path) -> None:
+    path = write(tmp_path, "REPORT.PDF", pdf_bytes(PAGES[:1]))
+    assert read(path) == [(PAGES[0], 1)]
+
+
+def test_pdf_with_user_password_is_reported_as_encrypted(tmp_path: Path) -> None:
+    path = write(tmp_path, "locked.pdf", encrypt_pdf(pdf_bytes(PAGES), user_password="secret", owner_password="o"))
+    assert reason(path) == ENCRYPTED
+
+
+def test_pdf_with_only_an_owner_password_is_readable(tmp_path: Path) -> None:
+    path = write(tmp_path, "owner.pdf", encrypt_pdf(pdf_bytes(PAGES), user_password="", owner_password="owner"))
+    assert read(path) == [(PAGES[0], 1), (PAGES[1], 2), (PAGES[2], 3)]
+
+
+@pytest.mark.parametrize(
+    "make_data",
+    [
+        pytest.param(lambda: pdf_bytes(PAGES)[: len(pdf_bytes(PAGES)) // 2], id="truncated"),
+        pytest.param(lambda: random.Random(0).randbytes(4096), id="garbage"),
+        pytest.param(lambda: b"%PDF-1.7\n", id="header-only"),
+    ],
+)
+def test_broken_pdf_is_invalid_or_recovered_never_a_crash(tmp_path: Path, make_data: Callable[[], bytes]) -> None:
+    path = write(tmp_path, "broken.pdf", make_data())
+    try:
+        units = read(path)
+    except UnreadableFile as exc:
+        assert exc.reason.startswith("not a valid PDF (") or exc.reason == NO_PDF_TEXT, exc.reason
+        assert reason(path) == exc.reason  # also checks the one-line format
+    else:  # pypdf may rebuild a damaged file; then only genuine pages may come out
+        assert units
+        assert all(page in (1, 2, 3) and text == PAGES[page - 1] for text, page in units), units
+
+
+def test_truncated_pdf_reason_names_the_problem(tmp_path: Path) -> None:
+    data = pdf_bytes(PAGES)
+    path = write(tmp_path, "half.pdf", data[: len(data) // 2])
+    assert reason(path) == "not a valid PDF (Stream has ended unexpectedly)"
+
+
+def test_image_only_pdf_needs_ocr(tmp_path: Path) -> None:
+    path = write(tmp_path, "scan.pdf", image_only_pdf_bytes())
+    assert reason(path) == NO_PDF_TEXT
+
+
+def test_pdf_page_that_fails_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pypdf import PageObject
+
+    original = PageObject.extract_text
+
+    def flaky(self: PageObject, *args: object, **kwargs: object) -> str:
+        text = original(self, *args, **kwargs)
+        if "bananas" in text:
+            raise RecursionError("maximum recursion depth exceeded")
+        return text
+
+    monkeypatch.setattr(PageObject, "extract_text", flaky)
+    path = write(tmp_path, "flaky.pdf", pdf_bytes(PAGES))
+    assert read(path) == [(PAGES[0], 1), (PAGES[2], 3)]
+
+
+def test_pdf_where_every_page_fails_is_invalid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pypdf import PageObject
+
+    def broken(self: PageObject, *args: object, **kwargs: object) -> str:
+        raise KeyError("/Contents")
+
+    monkeypatch.setattr(PageObject, "extract_text", broken)
+    path = write(tmp_path, "broken-pages.pdf", pdf_bytes(PAGES))
+    assert reason(path) == "not a valid PDF ('/Contents')"
+
+
+def test_pdf_reader_crash_becomes_short_one_line_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pypdf
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded\nwhile parsing " + "x" * 500)
+
+    monkeypatch.setattr(pypdf, "PdfReader", explode)
+    path = write(tmp_path, "evil.pdf", pdf_bytes(PAGES[:1]))
+    got = reason(path)
+    assert got.startswith("not a valid PDF (maximum recursion depth exceeded while parsing xxx")
+    assert got.endswith("...)")
+
+
+def test_pdf_pages_are_extracted_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streaming matters for huge PDFs: taking the first page must not extract the others."""
+    from pypdf import PageObject
+
+    calls: list[int] = []
+    original = PageObject.extract_text
+
+    def counting(self: PageObject, *args: object, **kwargs: object) -> str:
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PageObject, "extract_text", counting)
+    pages = iter_pages(write(tmp_path, "lazy.pdf", pdf_bytes(PAGES)))
+    assert next(pages) == PageText(PAGES[0], 1)
+    assert len(calls) == 1
+    assert [unit.page for unit in pages] == [2, 3]
+    assert len(calls) == 3
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Plain text encodings
+# --------------------------------------------------------------------------------------------------------------------
+
+MIXED = "Ask your documents: café, naïve, 中文 and ✓ symbols.\nSecond line."
+SIMPLIFIED = "我们的知识库支持中文文档检索。用户可以上传文件，然后提出问题，系统会根据文档内容给出答案。"
+TRADITIONAL = (
+    "我們的知識庫支援中文文件檢索。使用者可以上傳檔案，然後提出問題，"
+    "系統會根據文件內容給出答案。這是一個在本機執行的應用程式。"
+)
+WESTERN = "Café crème brûlée, naïve façade and “smart quotes” – cp1252."
+
+ENCODED = {
+    "utf-8": MIXED.encode("utf-8"),
+    "utf-8-bom": codecs.BOM_UTF8 + MIXED.encode("utf-8"),
+    "utf-16-le-bom": codecs.BOM_UTF16_LE + MIXED.encode("utf-16-le"),
+    "utf-16-be-bom": codecs.BOM_UTF16_BE + MIXED.encode("utf-16-be"),
+    "utf-16-le": MIXED.encode("utf-16-le"),
+    "utf-16-be": MIXED.encode("utf-16-be"),
+    "utf-32-le-bom": codecs.BOM_UTF32_LE + MIXED.encode("utf-32-le"),
+    "utf-32-be-bom": codecs.BOM_UTF32_BE + MIXED.encode("utf-32-be"),
+    "utf-32-le": MIXED.encode("utf-32-le"),
+    "utf-32-be": MIXED.encode("utf-32-be"),
+}
+LEGACY = {
+    "gb18030": (SIMPLIFIED, "gb18030"),
+    "gbk": (SIMPLIFIED, "gbk"),
+    "big5": (TRADITIONAL, "big5"),
+    "cp1252": (WESTERN, "cp1252"),
+}
+
+
+@pytest.mark.parametrize("name", list(ENCODED))
+def test_unicode_encodings_are_detected(tmp_path: Path, name: str) -> None:
+    data = ENCODED[name]
+    assert decode_text(data) == MIXED
+    assert read(write(tmp_path, f"{name}.txt", data)) == [(MIXED, None)]
+
+
+@pytest.mark.parametrize("name", list(LEGACY))
+def test_legacy_encodings_are_detected(tmp_path: Path, name: str) -> None:
+    text, encoding = LEGACY[name]
+    data = text.encode(encoding)
+    assert decode_text(data) == text
+    # NFKC turns full-width punctuation into ASCII: "，" -> ","
+    assert read(write(tmp_path, f"{name}.text", data)) == [(text.replace("，", ","), None)]
+
+
+def test_short_chinese_prefers_gb18030() -> None:
+    """Two characters decode validly as both GBK and Big5; mainland Chinese is the likelier author."""
+    assert decode_text("用户".encode("gb18030")) == "用户"
+
+
+def test_binary_content_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"^binary content, not text$"):
+        decode_text(bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match=r"^binary content, not text$"):
+        decode_text(b"\x01\x02\x03\x04\x05\x06\x07\x08abc")  # no NUL, but mostly control characters
+
+
+def test_binary_file_with_text_suffix(tmp_path: Path) -> None:
+    assert reason(write(tmp_path, "photo.txt", bytes(range(256)) * 8)) == "binary content, not text"
+
+
+def test_kangxi_radicals_become_ordinary_characters(tmp_path: Path) -> None:
+    kangxi = "\u2f64户\u2f3f册"  # ⽤户⼿册 as extracted from real Chinese PDFs
+    assert normalize_text(kangxi) == "用户手册"
+    assert read(write(tmp_path, "kangxi.txt", kangxi.encode())) == [("用户手册", None)]
+
+
+def test_normalize_text_cleans_whitespace_and_controls() -> None:
+    raw = "  Ｆｕｌｌ\u00a0width\tand  tabs \r\nline\x00two\x07  \r\rgap\n\n\n\n\nend \x0c next  "
+    assert normalize_text(raw) == "Full width and tabs\nlinetwo\n\ngap\n\nend\n next"
+
+
+def test_markdown_keeps_text_but_drops_urls(tmp_path: Path) -> None:
+    markdown = (
+        "# Guide\n\n"
+        "See ![flow diagram](img/flow.png) and [the docs](https://en.wikipedia.org/wiki/Foo_(bar)).\n"
+        "- item one\n"
+    )
+    assert read(write(tmp_path, "guide.md", markdown.encode())) == [
+        ("# Guide\n\nSee flow diagram and the docs.\n- item one", None)
+    ]
+
+
+def test_markdown_long_suffix(tmp_path: Path) -> None:
+    assert read(write(tmp_path, "notes.markdown", b"[x](y)")) == [("x", None)]
+
+
+def test_windows_line_endings_and_form_feeds_are_text(tmp_path: Path) -> None:
+    data = b"first line\r\nsecond line\r\n\x0cnext page\r\n"
+    assert read(write(tmp_path, "crlf.txt", data)) == [("first line\nsecond line\n\nnext page", None)]
+
+
+def test_whitespace_only_text_has_no_text(tmp_path: Path) -> None:
+    assert reason(write(tmp_path, "blank.txt", b" \r\n\t \n  ")) == "no text"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# HTML and DOCX
+# --------------------------------------------------------------------------------------------------------------------
+
+HTML = """<!DOCTYPE html>
+<html><head><title>Hidden title</title><style>p { color: red }</style>
+<script>var secret = "script text";</script></head>
+<body>
+  <noscript>enable js</noscript><template><p>template text</p></template>
+  <h1>Main   heading</h1>
+  <p>First <b>bold</b>
+     paragraph.<!-- a comment --></p>
+  <ul><li>one</li><li>two</li></ul>
+  <table><tr><td>cell a</td><td>cell b</td></tr></table>
+  <svg><text>svg text</text></svg><iframe src="x">frame</iframe>
+  line<br>break
+</body></html>"""
+
+
+def test_html_visible_text_only(tmp_path: Path) -> None:
+    assert read(write(tmp_path, "page.html", HTML.encode())) == [
+        ("Main heading\nFirst bold paragraph.\none\ntwo\ncell a cell b\nline\nbreak", None)
+    ]
+
+
+def test_html_uses_declared_charset(tmp_path: Path) -> None:
+    page = f'<html><head><meta charset="gb2312"></head><body><p>{SIMPLIFIED}</p></body></html>'
+    assert read(write(tmp_path, "zh.htm", page.encode("gb18030"))) == [(normalize_text(SIMPLIFIED), None)]
+
+
+def test_html_without_declared_charset_is_detected(tmp_path: Path) -> None:
+    page = f"<p>{MIXED}</p>"  # a newline inside a paragraph is just a space in HTML
+    assert read(write(tmp_path, "u16.html", codecs.BOM_UTF16_LE + page.encode("utf-16-le"))) == [
+        (MIXED.replace("\n", " "), None)
+    ]
+
+
+def test_html_with_nothing_visible_has_no_text(tmp_path: Path) -> None:
+    assert reason(write(tmp_path, "empty.html", b"<html><head><title>t</title></head><body> </body></html>")) == (
+        "no text"
+    )
+
+
+def test_docx_paragraphs_and_table_in_document_order(tmp_path: Path) -> None:
+    path = write_docx(
+        tmp_path / "report.docx",
+        ["Quarterly report", "Revenue grew."],
+        table=[["Region", "Sales"], ["North", "120"]],
+        after="Signed, the board.",
+    )
+    assert read(path) == [("Quarterly report\nRevenue grew.\nRegion | Sales\nNorth | 120\nSigned, the board.", None)]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"this is not a zip", id="not-zip"),
+        pytest.param(b"PK\x03\x04" + b"\x00" * 40, id="broken-zip"),
+        pytest.param("zip-without-document", id="other-zip"),
+    ],
+)
+def test_invalid_docx(tmp_path: Path, data: bytes | str) -> None:
+    if isinstance(data, str):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("hello.txt", "not a word document")
+        data = buffer.getvalue()
+    assert reason(write(tmp_path, "bad.docx", data)) == "not a valid DOCX file"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Files, names and permissions
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_supported_suffixes() -> None:
+    assert isinstance(SUPPORTED_SUFFIXES, frozenset)
+    assert sorted(SUPPORTED_SUFFIXES) == [".docx", ".htm", ".html", ".markdown", ".md", ".pdf", ".text", ".txt"]
+
+
+@pytest.mark.parametrize("suffix", sorted(SUPPORTED_SUFFIXES))
+def test_zero_byte_file_is_empty(tmp_path: Path, suffix: str) -> None:
+    assert reason(write(tmp_path, f"empty{suffix}", b"")) == "empty file"
+
+
+def test_unsupported_suffix(tmp_path: Path) -> None:
+    assert reason(write(tmp_path, "data.XYZ", b"abc")) == "unsupported file type '.xyz'"
+    assert reason(write(tmp_path, "Makefile", b"abc")) == "unsupported file type (no extension)"
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    assert reason(tmp_path / "missing.txt") == "file not found"
+    (tmp_path / "folder.pdf").mkdir()
+    assert reason(tmp_path / "folder.pdf") == "not a file"
+
+
+def test_permission_denied_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulated, because root (as in CI containers) can read a 0o000 file anyway."""
+
+    def refuse(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    path = write(tmp_path, "secret.pdf", pdf_bytes(PAGES[:1]))
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    assert reason(path) == "permission denied"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read a 0o000 file")
+def test_permission_denied_for_real(tmp_path: Path) -> None:
+    path = write(tmp_path, "secret.txt", b"classified")
+    path.chmod(0)
+    try:
+        assert reason(path) == "permission denied"
+    finally:
+        path.chmod(0o600)
+
+
+def _undecodable_name(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / os.fsdecode(b"caf\xe9.txt")
+    try:
+        path.write_bytes(data)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system only accepts UTF-8 file names")
+    return path
+
+
+def test_non_utf8_file_name_is_readable(tmp_path: Path) -> None:
+    assert read(_undecodable_name(tmp_path, b"latin-1 name")) == [("latin-1 name", None)]
+
+
+def test_error_about_non_utf8_file_name_is_printable(tmp_path: Path) -> None:
+    path = _undecodable_name(tmp_path, b"")
+    with pytest.raises(UnreadableFile) as info:
+        list(iter_pages(path))
+    message = str(info.value)
+    assert message == f"{tmp_path}{os.sep}caf\ufffd.txt: empty file"
+    message.encode("utf-8")  # would raise UnicodeEncodeError on a surrogate
+    print(message, file=io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+
+
+def test_display_path_replaces_undecodable_bytes() -> None:
+    assert display_path(os.fsdecode(b"/docs/caf\xe9.txt")) == "/docs/caf\ufffd.txt"
+    assert display_path(Path("/docs/中文.txt")) == "/docs/中文.txt"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Properties
+# --------------------------------------------------------------------------------------------------------------------
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+VALID_PDF = pdf_bytes(PAGES)
+
+
+def _valid_docx() -> bytes:
+    with tempfile.TemporaryDirectory() as folder:
+        return write_docx(Path(folder) / "d.docx", ["Hello"], table=[["a", "b"]]).read_bytes()
+
+
+VALID_DOCX = _valid_docx()
+
+
+@st.composite
+def damaged(draw: st.DrawFn, original: bytes) -> bytes:
+    """``original`` truncated and with a few bytes overwritten: deeper into the parsers than random noise."""
+    data = bytearray(original[: draw(st.integers(1, len(original)))])
+    for _ in range(draw(st.integers(0, 8))):
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+def _check_file_outcome(suffix: str, data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"doc{suffix}"
+        path.write_bytes(data)
+        try:
+            units = list(iter_pages(path))
+        except UnreadableFile as exc:
+            assert exc.reason
+            assert "\n" not in str(exc)
+            return
+        assert units
+        for unit in units:
+            assert isinstance(unit, PageText)
+            assert unit.text
+            assert unit.text == normalize_text(unit.text)
+            assert unit.page is None if suffix != ".pdf" else unit.page >= 1
+
+
+@FAST
+@given(st.binary(max_size=2048))
+def test_decode_text_returns_str_or_value_error(data: bytes) -> None:
+    try:
+        text = decode_text(data)
+    except ValueError as exc:
+        assert str(exc) == "binary content, not text"
+    else:
+        assert isinstance(text, str)
+
+
+@FAST
+@given(st.sampled_from([".txt", ".md", ".pdf", ".html", ".docx"]), st.binary(max_size=1024))
+def test_iter_pages_on_arbitrary_bytes_never_crashes(suffix: str, data: bytes) -> None:
+    _check_file_outcome(suffix, data)
+
+
+@FAST
+@given(st.one_of(damaged(VALID_PDF).map(lambda d: (".pdf", d)), damaged(VALID_DOCX).map(lambda d: (".docx", d))))
+def test_iter_pages_on_damaged_documents_never_crashes(case: tuple[str, bytes]) -> None:
+    _check_file_outcome(*case)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("\r\n\t \x00\x0c\u00a0\u2f64\u0301\u3000")))
+def test_normalize_text_is_idempotent(text: str) -> None:
+    once = normalize_text(text)
+    assert normalize_text(once) == once
+    assert "\r" not in once
+    assert "\n\n\n" not in once
+    assert once == once.strip()
