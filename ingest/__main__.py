@@ -30,6 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--remove", metavar="PATH", action="append", default=[], help="remove one document (repeatable)"
     )
     parser.add_argument("--collection", help="override RAG_COLLECTION")
+    parser.add_argument("--if-empty", action="store_true", help="do nothing when the collection has documents already")
     args = parser.parse_args(argv)
     if not (args.paths or args.list or args.remove):
         parser.error("give files or folders to ingest, or --list, or --remove PATH")
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         ingestor = service.ingestor
         if args.list:
             return list_documents(service, args.json)
+        if args.if_empty and (n_docs := len(service.store.documents())):
+            print(f"{service.settings.collection!r} has {n_docs} documents; not ingesting (--if-empty)")
+            return 0
         exit_code = 0
         for target in args.remove:
             result = ingestor.remove(target)

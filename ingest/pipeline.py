@@ -21,7 +21,7 @@ from ingest.readers import SUPPORTED_SUFFIXES, PageText, display_path, iter_page
 from rag.config import Settings
 from rag.errors import ConfigError, RagError, UnreadableFile
 from rag.keyword_index import KeywordIndex, keyword_dir
-from rag.models import Embedder, _embedder_name, load_embedder
+from rag.models import FAKE, Embedder, FakeEmbedder, _embedder_name, load_embedder
 from rag.store import DocRecord, Store, chunk_id, doc_id_for
 from rag.tokenize import keyword_tokens
 
@@ -81,6 +81,13 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def canonical_file(path: str | os.PathLike[str]) -> Path:
+    """The one spelling of a file's path that its document id is derived from: absolute, with '..' and symlinked
+    folders resolved (``docs/../docs/a.txt`` and ``/abs/docs/a.txt`` are one document), the file name kept as given."""
+    absolute = os.path.abspath(path)
+    return Path(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
+
+
 def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
     """Expand folders (following symlinks, each real folder once, so loops end), drop repeats, keep order."""
     files: list[Path] = []
@@ -99,7 +106,7 @@ def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[FileResult]]:
                 )
             return
         seen_files.add(real)
-        files.append(path.absolute())
+        files.append(canonical_file(path))
 
     def walk(folder: Path) -> None:
         real = folder.resolve()
@@ -145,8 +152,11 @@ class Ingestor:
         self.store = store or Store(settings)
         self._embedder = embedder
         stored = self.store.embed_model
-        wanted = embedder.name if embedder else _embedder_name(settings.embed_model)
-        if stored is not None and stored != wanted and settings.embed_model != "fake":
+        if embedder is not None:
+            wanted = embedder.name
+        else:
+            wanted = FakeEmbedder.name if settings.embed_model == FAKE else _embedder_name(settings.embed_model)
+        if stored is not None and stored != wanted:
             raise ConfigError(
                 f"collection {settings.collection!r} was built with the embedder {stored!r} but RAG_EMBED_MODEL gives "
                 f"{wanted!r}; set RAG_COLLECTION to another name, or remove {settings.store_dir} and re-ingest"
@@ -163,9 +173,11 @@ class Ingestor:
     @property
     def splitter(self):
         if self._splitter is None:
-            self._splitter = make_splitter(
-                self.embedder.tokenize, self.settings.chunk_size, self.settings.chunk_overlap
-            )
+            # A chunk longer than the embedder's window (MiniLM: 256 tokens with [CLS] and [SEP]) would be silently
+            # truncated when embedded, so RAG_CHUNK_SIZE is capped at what the model can see.
+            size = min(self.settings.chunk_size, self.embedder.max_tokens - 2)
+            overlap = min(self.settings.chunk_overlap, size - 1)
+            self._splitter = make_splitter(self.embedder.tokenize, size, overlap)
         return self._splitter
 
     # ------------------------------------------------------------------ public operations
@@ -191,8 +203,9 @@ class Ingestor:
         return report
 
     def ingest_file(self, path: Path, on_progress: ProgressCallback | None = None) -> FileResult:
+        path = canonical_file(path)
         shown = display_path(path)
-        source = str(path.absolute())
+        source = str(path)
         doc_id = doc_id_for(source)
         try:
             doc_hash = file_hash(path)
@@ -201,6 +214,8 @@ class Ingestor:
                 return FileResult(shown, "skipped", existing.n_chunks, "unchanged")
             twin = self.store.find_by_hash(doc_hash)
             if twin is not None and twin.doc_id != doc_id and Path(twin.source).exists():
+                if existing is not None:  # changed into a copy of another file: its old text must not stay searchable
+                    self.store.delete_document(doc_id)
                 return FileResult(shown, "skipped", 0, f"same content as {twin.file_name}, already ingested")
             # Old version or crash leftovers go first; the new record is written only when every chunk is in.
             self.store.delete_document(doc_id)
@@ -215,7 +230,7 @@ class Ingestor:
             raise  # configuration and store errors stop the run: every other file would fail the same way
 
     def remove(self, path_or_source: str) -> FileResult:
-        source = str(Path(path_or_source).absolute())
+        source = str(canonical_file(path_or_source))
         records = self.store.documents()
         doc_id = doc_id_for(source)
         if doc_id not in records:  # also accept a bare file name when it is unambiguous
@@ -229,7 +244,7 @@ class Ingestor:
 
     def prune(self, roots: list[Path]) -> list[FileResult]:
         """Remove documents under these folders whose files are gone, and chunks orphaned by a crash."""
-        resolved = [str(r.absolute()).rstrip(os.sep) + os.sep for r in roots]
+        resolved = [os.path.realpath(r).rstrip(os.sep) + os.sep for r in roots]
         results = []
         for record in self.store.documents().values():
             if any(record.source.startswith(root) for root in resolved) and not Path(record.source).exists():
@@ -271,7 +286,7 @@ class Ingestor:
             for offset, (text, page) in enumerate(batch):
                 meta = {
                     "doc_id": doc_id,
-                    "source": str(path.absolute()),
+                    "source": str(path),
                     "file_name": path.name,
                     "doc_hash": doc_hash,
                     "chunk_index": start + offset,

@@ -18,6 +18,10 @@ from rag.config import Settings
 from rag.store import Store
 
 PAGE = 5000
+# Share of the previous chunk's score a chunk inherits. A list or table often follows the sentence that names its
+# topic ("the architecture has four parts:"); when a chunk boundary falls between them, the answer chunk alone
+# shares no words with the question. Measured on the Chinese dev set: hit@3 0.87 -> 1.00 at 0.2, lower above 0.5.
+NEIGHBOUR_SHARE = 0.2
 log = logging.getLogger(__name__)
 
 
@@ -27,10 +31,12 @@ def keyword_dir(settings: Settings) -> Path:
 
 
 class KeywordIndex:
-    def __init__(self, ids: list[str], bm25: object | None, fingerprint: str) -> None:
+    def __init__(self, ids: list[str], bm25: object | None, fingerprint: str, previous: list[int] | None = None) -> None:
         self.ids = ids
         self.bm25 = bm25
         self.fingerprint = fingerprint
+        # previous[i]: position of the chunk before chunk i in the same document, or -1
+        self.previous = np.asarray(previous if previous is not None else [-1] * len(ids), dtype=np.int64)
 
     # ------------------------------------------------------------------ building and persistence
     @classmethod
@@ -40,23 +46,26 @@ class KeywordIndex:
         records = store.documents()
         fingerprint = fingerprint or store.fingerprint(records.values())
         committed = {r.doc_id: r.doc_hash for r in records.values()}
-        ids: list[str] = []
-        corpus: list[list[str]] = []
+        rows: list[tuple[str, int, str, list[str]]] = []
         offset = 0
         while True:
             got = store.chunks.get(include=["metadatas"], limit=PAGE, offset=offset)
             for chunk_id, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
                 if committed.get(meta.get("doc_id")) == meta.get("doc_hash"):
-                    ids.append(chunk_id)
-                    corpus.append(str(meta.get("tokens", "")).split())
+                    tokens = str(meta.get("tokens", "")).split()
+                    rows.append((str(meta["doc_id"]), int(meta.get("chunk_index", 0)), chunk_id, tokens))
             if len(got["ids"]) < PAGE:
                 break
             offset += PAGE
+        rows.sort(key=lambda r: (r[0], r[1]))
+        ids = [r[2] for r in rows]
+        corpus = [r[3] for r in rows]
+        previous = [i - 1 if i > 0 and rows[i - 1][0] == rows[i][0] else -1 for i in range(len(rows))]
         bm25 = None
         if ids:
             bm25 = bm25s.BM25()
             bm25.index(corpus, show_progress=False)
-        return cls(ids, bm25, fingerprint)
+        return cls(ids, bm25, fingerprint, previous)
 
     def save(self, folder: Path) -> None:
         tmp = folder.with_name(folder.name + ".tmp")
@@ -64,7 +73,7 @@ class KeywordIndex:
         tmp.mkdir(parents=True)
         if self.bm25 is not None:
             self.bm25.save(str(tmp), show_progress=False)
-        (tmp / "meta.json").write_text(json.dumps({"fingerprint": self.fingerprint, "ids": self.ids}))
+        (tmp / "meta.json").write_text(json.dumps({"fingerprint": self.fingerprint, "ids": self.ids, "previous": self.previous.tolist()}))
         # Replace in one rename so a crash never leaves a half-written index that looks valid.
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -82,7 +91,7 @@ class KeywordIndex:
                 import bm25s
 
                 bm25 = bm25s.BM25.load(str(folder), show_progress=False, verbosity=0)
-            return cls(meta["ids"], bm25, meta["fingerprint"])
+            return cls(meta["ids"], bm25, meta["fingerprint"], meta["previous"])
         except Exception as exc:
             log.debug("keyword index at %s not usable: %s", folder, exc)
             return None
@@ -107,7 +116,9 @@ class KeywordIndex:
     def search(self, tokens: list[str], limit: int) -> list[tuple[str, float]]:
         if self.bm25 is None or not tokens:
             return []
-        scores = self.bm25.get_scores(tokens)
+        own = self.bm25.get_scores(tokens)
+        has_previous = self.previous >= 0
+        scores = own + NEIGHBOUR_SHARE * np.where(has_previous, own[np.where(has_previous, self.previous, 0)], 0.0)
         limit = min(limit, len(scores))
         top = np.argpartition(-scores, limit - 1)[:limit]
         top = top[np.argsort(-scores[top])]

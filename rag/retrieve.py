@@ -22,6 +22,7 @@ from rag.tokenize import cjk_fraction, keyword_tokens
 RRF_K = 60
 CANDIDATES_PER_RESULT = 4
 LEDGER_TTL_S = 2.0
+ENGLISH_ONLY_EMBEDDERS = frozenset({"all-MiniLM-L6-v2", "all-MiniLM-L12-v2", "all-mpnet-base-v2"})
 
 
 @dataclass
@@ -89,7 +90,12 @@ class Retriever:
         return self._ledger
 
     def dense_weight_for(self, query: str) -> float:
-        return self.settings.dense_weight_cjk if cjk_fraction(query) >= 0.3 else self.settings.dense_weight
+        if cjk_fraction(query) < 0.3:
+            return self.settings.dense_weight
+        if self.settings.dense_weight_cjk is not None:
+            return self.settings.dense_weight_cjk
+        # Measured on the Chinese dev set: any weight for MiniLM's ranking lowered hit@3 (1.00 at 0, 0.80 at 0.1).
+        return 0.0 if self.embedder.name in ENGLISH_ONLY_EMBEDDERS else 1.0
 
     def search(self, query: str, top_k: int | None = None) -> list[Hit]:
         top_k = top_k or self.settings.top_k

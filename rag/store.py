@@ -69,13 +69,17 @@ class Store:
         self.settings = settings
         self.client = client if client is not None else make_client(settings)
         self.name = settings.collection
+        from chromadb.errors import InvalidArgumentError  # not a ValueError in chromadb 1.x
+
         try:
+            # The ledger first: NAME.docs is 5 characters longer, so a name Chroma rejects leaves no collection behind.
+            self.docs = self.client.get_or_create_collection(self.name + DOCS_SUFFIX, embedding_function=None)
             self.chunks = self.client.get_or_create_collection(
                 self.name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
             )
-            self.docs = self.client.get_or_create_collection(self.name + DOCS_SUFFIX, embedding_function=None)
-        except ValueError as exc:  # chromadb's InvalidArgumentError is a ValueError
-            raise ConfigError(f"RAG_COLLECTION={self.name!r} is rejected by Chroma: {exc}") from None
+        except (ValueError, InvalidArgumentError) as exc:
+            reason = str(exc).split(". Got:")[0]  # Chroma repeats the (up to 512-character) name
+            raise ConfigError(f"RAG_COLLECTION={self.name!r} is rejected by Chroma: {reason}") from None
 
     # ------------------------------------------------------------------ embedder identity
     def check_embedder(self, embedder_name: str, dim: int) -> None:

@@ -30,7 +30,7 @@ if [ "$(cat .venv/.llama-build-key 2>/dev/null)" != "$key" ]; then
 fi
 # The rest. llama-cpp-python is already satisfied at the pinned version, so pip does not rebuild it.
 echo "==> installing requirements"
-$PY -m pip install -q -r requirements.txt -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
+$PY -m pip install -q -r requirements.txt -r requirements-dev.txt
 $PY -m pip check >/dev/null || { $PY -m pip check; exit 1; }
 touch .venv/.installed
 echo "==> installed"

@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is here for convenience.
+PY := .venv/bin/python
+STAMP := .venv/.installed
+PORT ?= 8501
+
+.PHONY: install run test test-fast ingest bench lint clean-store
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt scripts/install.sh scripts/llama_cmake_args.sh
+	bash scripts/install.sh
+
+run: $(STAMP)
+	@$(PY) -m ingest data --if-empty
+	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+
+test: $(STAMP)
+	bash scripts/test.sh
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not e2e" -q
+
+ingest: $(STAMP)
+	$(PY) -m ingest $(or $(DOCS),data)
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean-store:
+	rm -rf storage

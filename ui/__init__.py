@@ -1,0 +1,1 @@
+"""Pure helpers behind the Streamlit app (app.py): rendering, uploads, export; tested without a browser."""

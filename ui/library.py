@@ -1,0 +1,62 @@
+"""What the sidebar shows about the library and the machine, as plain data the app only has to display."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rag.store import DocRecord
+
+
+def document_rows(records: Mapping[str, DocRecord]) -> list[dict[str, Any]]:
+    """One row per document, by file name: pages ('' for formats without pages), chunks, when it was ingested."""
+    rows = []
+    for record in sorted(records.values(), key=lambda r: (r.file_name.lower(), r.source)):
+        rows.append(
+            {
+                "document": record.file_name,
+                "pages": record.n_pages or None,
+                "chunks": record.n_chunks,
+                "ingested": time.strftime("%Y-%m-%d %H:%M", time.localtime(record.ingested_at)),
+                "path": record.source,
+            }
+        )
+    return rows
+
+
+def document_label(record: DocRecord, records: Mapping[str, DocRecord]) -> str:
+    """The file name, or the path too when two documents share a file name."""
+    twins = sum(1 for r in records.values() if r.file_name == record.file_name)
+    return record.file_name if twins == 1 else f"{record.file_name} ({record.source})"
+
+
+def is_inside(path: str | Path, folder: Path) -> bool:
+    """Whether ``path`` lies in ``folder``: only the app's own upload copies are deleted with their document."""
+    try:
+        Path(path).resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def machine_lines(describe: Mapping[str, Any], embedder_name: str, n_chunks: int | None = None) -> list[str]:
+    """The honest state of the machine: which models run where, and whether a GPU does any of the work."""
+    lines = [f"Chat model: {describe.get('model', '?')} via {describe.get('backend', '?')}"]
+    if describe.get("n_ctx"):
+        lines.append(f"Context window: {describe['n_ctx']} tokens")
+    if describe.get("n_threads"):
+        lines.append(f"CPU threads: {describe['n_threads']}")
+    if "gpu_backend" in describe:
+        if not describe["gpu_backend"]:
+            lines.append("GPU: none (this llama.cpp build runs on the CPU only)")
+        elif describe.get("gpu_layers"):
+            layers = "all" if describe["gpu_layers"] == -1 else describe["gpu_layers"]
+            lines.append(f"GPU: {layers} layers offloaded")
+        else:
+            lines.append("GPU: available but unused (set RAG_N_GPU_LAYERS to offload layers)")
+    lines.append(f"Embedder: {embedder_name}")
+    if n_chunks is not None:
+        lines.append(f"Chunks in the collection: {n_chunks}")
+    return lines
