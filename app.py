@@ -20,7 +20,7 @@ from rag.service import RagService
 from rag.store import DocRecord
 from ui.conversation import assistant_message, closing_stream, conversation_markdown, model_history, user_message
 from ui.library import document_label, document_rows, is_inside, machine_lines
-from ui.text import escape_markdown, highlight_supporting, highlighted_markdown, where
+from ui.text import escape_markdown, highlight_supporting, highlighted_markdown, unwrap_lines, where
 from ui.uploads import (
     UPLOAD_TYPES,
     IngestProgress,
@@ -56,7 +56,10 @@ def ingest_upload(service: RagService, uploaded: Any) -> tuple[str, str]:
     error = upload_size_error(escape_markdown(uploaded.name), uploaded.size, service.settings.max_upload_mb)
     if error:
         return "error", error
-    path = save_upload(uploads_dir(service), uploaded.name, uploaded.getvalue())
+    try:
+        path = save_upload(uploads_dir(service), uploaded.name, uploaded.getvalue())
+    except (OSError, ValueError) as exc:
+        return "error", escape_markdown(f"{uploaded.name}: cannot save to {uploads_dir(service)} (RAG_DATA_DIR): {exc}")
     with st.status(f"Ingesting {escape_markdown(path.name)}", expanded=True) as status:
         progress = IngestProgress()
         bar = st.progress(0.0, text="reading…")
@@ -127,24 +130,33 @@ def library_section(service: RagService, records: dict[str, DocRecord]) -> None:
 
         current = service.settings.collection
         names = sorted(set(service.store.list_collections()) | {current})
-        picked = st.selectbox(
+        if st.session_state.get("collection_picker") != current:
+            st.session_state.collection_picker = current  # the widget follows the active collection
+        st.selectbox(
             "Collection",
             names,
-            index=names.index(current),
+            key="collection_picker",
             accept_new_options=True,
-            key=f"collection-{current}",  # a new widget per collection, so it never switches back on its own
+            on_change=switch_collection,
             help="Pick a collection, or type a new name to create one (3-512 characters from a-z A-Z 0-9 . _ -).",
         )
-        picked = (picked or current).strip()
-        if picked != current:
-            try:
-                load_settings(collection=picked)  # a bad name fails here with a message naming RAG_COLLECTION
-            except RagError as exc:
-                st.error(str(exc))
-                return
-            st.session_state.collection = picked
-            st.session_state.notices = []
-            st.rerun()
+        if error := st.session_state.pop("collection_error", None):
+            st.error(error)
+
+
+def switch_collection() -> None:
+    """Widget callback: runs before the rerun, so the whole next run already uses the chosen collection."""
+    state = st.session_state
+    picked = (state.collection_picker or "").strip()
+    if not picked or picked == state.collection:
+        return
+    try:
+        load_settings(collection=picked)  # a bad name fails here with a message naming RAG_COLLECTION
+    except RagError as exc:
+        state.collection_error = str(exc)
+        return
+    state.collection = picked
+    state.notices = []
 
 
 def answer_options(service: RagService) -> dict[str, Any]:
@@ -181,7 +193,8 @@ def render_sources(message: dict[str, Any], index: int, latest: bool) -> None:
     for n, source in enumerate(sources, start=1):
         label = f"\\[{n}\\] {escape_markdown(where(source['file_name'], source['page']))} · score {source['score']:.2f}"
         with st.expander(label, expanded=latest and n == 1):
-            st.markdown(highlighted_markdown(highlight_supporting(source["text"], message["content"])))
+            parts = highlight_supporting(unwrap_lines(source["text"]), message["content"])
+            st.markdown(highlighted_markdown(parts))
             page, path = source["page"], source["source"]
             if page and path.lower().endswith(".pdf") and Path(path).is_file():
                 st.download_button(
@@ -247,10 +260,7 @@ def main() -> None:
             library_section(service, records)
             options = answer_options(service)
             machine_section(service)
-            export_slot = st.empty()
-            if st.button("New conversation", disabled=not state.messages):
-                state.messages = []
-                st.rerun()
+            conversation_slot = st.container()  # filled after the chat, so it includes the answer just given
 
         st.title("Ask your documents")
         if not records:
@@ -262,13 +272,17 @@ def main() -> None:
             st.stop()
         chat(service, options)
         if state.messages:
-            export_slot.download_button(
-                "Export conversation (Markdown)",
-                data=conversation_markdown(state.messages),
-                file_name="docchat-conversation.md",
-                mime="text/markdown",
-                on_click="ignore",
-            )
+            with conversation_slot:
+                st.download_button(
+                    "Export conversation (Markdown)",
+                    data=conversation_markdown(state.messages),
+                    file_name="docchat-conversation.md",
+                    mime="text/markdown",
+                    on_click="ignore",
+                )
+                if st.button("New conversation"):
+                    state.messages = []
+                    st.rerun()
     except RagError as exc:
         st.error(str(exc))
 

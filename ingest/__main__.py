@@ -40,19 +40,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_libraries()
-    from ingest.progress import TerminalProgress
     from rag.config import load_settings
     from rag.service import RagService
 
     try:
         overrides = {"collection": args.collection} if args.collection else {}
         service = RagService(load_settings(**overrides))
-        ingestor = service.ingestor
-        if args.list:
+        if args.list:  # needs neither the embedder check nor llama-index: fast, and works after a model change
             return list_documents(service, args.json)
         if args.if_empty and (n_docs := len(service.store.documents())):
             print(f"{service.settings.collection!r} has {n_docs} documents; not ingesting (--if-empty)")
             return 0
+        ingestor = service.ingestor
         exit_code = 0
         for target in args.remove:
             result = ingestor.remove(target)
@@ -63,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"removed {result.path} ({result.chunks} chunks)")
         if not args.paths:
             return exit_code
+        from ingest.progress import TerminalProgress
+
         with TerminalProgress(enabled=not args.json and sys.stderr.isatty()) as progress:
             report = ingestor.ingest_paths(args.paths, prune=args.prune, on_progress=progress)
     except RagError as exc:

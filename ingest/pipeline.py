@@ -38,7 +38,8 @@ class FileResult:
 
 @dataclass
 class Progress:
-    """One event: ``kind`` is 'start' (n_files known), 'file' (a file began), 'chunks' (n embedded), 'done' (a file ended)."""
+    """One event: ``kind`` is 'start' (n_files known), 'file' (a file began), 'chunks' (n embedded), 'done' (a file
+    ended)."""
 
     kind: Literal["start", "file", "chunks", "done"]
     path: str = ""

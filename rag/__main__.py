@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "top_k", None) is not None and args.top_k < 1:
             raise ConfigError(f"--top-k {args.top_k} is invalid: give a whole number of at least 1")
         service = RagService(load_settings())
+        if not service.store.documents():  # before any model loads: an empty store fails in a second
+            from rag.retrieve import empty_index
+
+            raise empty_index(service.settings.collection)
         if args.command == "search":
             return run_search(service, args)
         if args.command == "ask":
@@ -68,7 +72,9 @@ def run_search(service, args) -> int:
     for question in questions:
         hits = service.retriever.search(question, args.top_k)
         if args.json or args.questions:
-            print(json.dumps({"query": question, "results": [h.as_json() for h in hits]}, ensure_ascii=False), flush=True)
+            print(
+                json.dumps({"query": question, "results": [h.as_json() for h in hits]}, ensure_ascii=False), flush=True
+            )
         else:
             for rank, hit in enumerate(hits, 1):
                 where = f"{hit.file_name} p.{hit.page}" if hit.page else hit.file_name

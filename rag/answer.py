@@ -19,7 +19,10 @@ SYSTEM_EN = (
     "You answer questions using only the numbered sources you are given. Cite the sources you use as [1], [2]. "
     "If the sources do not contain the answer, say that the documents do not contain it. Answer in English."
 )
-SYSTEM_ZH = "你只根据给出的编号资料回答问题，并用 [1]、[2] 标注引用的资料。如果资料中没有答案，就说文档中没有相关内容。请用中文回答。"
+SYSTEM_ZH = (
+    "你只根据给出的编号资料回答问题，并用 [1]、[2] 标注引用的资料。"
+    "如果资料中没有答案，就说文档中没有相关内容。请用中文回答。"
+)
 ABSTAIN_EN = "The documents do not contain an answer to this question."
 ABSTAIN_ZH = "文档中没有找到这个问题的答案。"
 
@@ -27,7 +30,7 @@ Message = dict[str, str]
 
 _FOLLOW_UP = re.compile(
     r"^(and|but|also|what about|how about|then|so)\b|\b(it|its|it's|they|them|their|this|that|these|those|he|she|"
-    r"his|her|there)\b|^(那|那么|还有|并且|而且|另外)|它|他们|她们|其|这个|那个|这些|那些|该",
+    r"his|her|there)\b|^(那|那么|还有|并且|而且|另外)|它|他们|她们|其|这个|那个|这些|那些|该|呢\s*[？?]?\s*$",
     re.IGNORECASE,
 )
 

@@ -31,7 +31,9 @@ def keyword_dir(settings: Settings) -> Path:
 
 
 class KeywordIndex:
-    def __init__(self, ids: list[str], bm25: object | None, fingerprint: str, previous: list[int] | None = None) -> None:
+    def __init__(
+        self, ids: list[str], bm25: object | None, fingerprint: str, previous: list[int] | None = None
+    ) -> None:
         self.ids = ids
         self.bm25 = bm25
         self.fingerprint = fingerprint
@@ -73,7 +75,8 @@ class KeywordIndex:
         tmp.mkdir(parents=True)
         if self.bm25 is not None:
             self.bm25.save(str(tmp), show_progress=False)
-        (tmp / "meta.json").write_text(json.dumps({"fingerprint": self.fingerprint, "ids": self.ids, "previous": self.previous.tolist()}))
+        meta = {"fingerprint": self.fingerprint, "ids": self.ids, "previous": self.previous.tolist()}
+        (tmp / "meta.json").write_text(json.dumps(meta))
         # Replace in one rename so a crash never leaves a half-written index that looks valid.
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

@@ -229,7 +229,8 @@ class OpenAICompatibleChat:
                 yield part.choices[0].delta.content
 
     def count_tokens(self, text: str) -> int:
-        # The server's tokenizer is not at hand: UTF-8 bytes / 3 over-counts English and matches CJK, so packing stays safe.
+        # The server's tokenizer is not at hand: UTF-8 bytes / 3 over-counts English and matches CJK,
+        # so packing stays inside the window.
         return len(text.encode("utf-8")) // 3 + 1
 
     def describe(self) -> dict[str, Any]:

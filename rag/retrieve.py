@@ -25,6 +25,12 @@ LEDGER_TTL_S = 2.0
 ENGLISH_ONLY_EMBEDDERS = frozenset({"all-MiniLM-L6-v2", "all-MiniLM-L12-v2", "all-mpnet-base-v2"})
 
 
+def empty_index(collection: str) -> EmptyIndex:
+    return EmptyIndex(
+        f"the collection {collection!r} has no documents yet; add some with `python -m ingest PATH` or the app's upload"
+    )
+
+
 @dataclass
 class Hit:
     chunk_id: str
@@ -101,10 +107,7 @@ class Retriever:
         top_k = top_k or self.settings.top_k
         self._ensure_fresh()
         if not self._ledger:
-            raise EmptyIndex(
-                f"the collection {self.settings.collection!r} has no documents yet; add some with "
-                "`python -m ingest PATH` or the app's upload"
-            )
+            raise empty_index(self.settings.collection)
         n_candidates = max(top_k * CANDIDATES_PER_RESULT, 20)
         query_tokens = keyword_tokens(query)
         dense_weight = self.dense_weight_for(query)

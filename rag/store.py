@@ -92,7 +92,8 @@ class Store:
         elif stored != embedder_name or meta.get("embed_dim") != dim:
             raise ConfigError(
                 f"collection {self.name!r} was built with the embedder {stored!r} but RAG_EMBED_MODEL gives "
-                f"{embedder_name!r}; set RAG_COLLECTION to another name, or remove {self.settings.store_dir} and re-ingest"
+                f"{embedder_name!r}; set RAG_COLLECTION to another name, or remove {self.settings.store_dir} and "
+                "re-ingest"
             )
 
     @property

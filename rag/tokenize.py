@@ -24,8 +24,9 @@ EN_STOP = frozenset(
     he she them his her not no yes than too very just also about""".split()
 )
 ZH_STOP = frozenset(
-    """的 了 是 在 和 与 及 或 也 都 就 而 被 把 对 从 到 为 以 于 之 其 这 那 这个 那个 一个 什么 哪 哪些 哪个 怎么
-    怎样 如何 多少 吗 呢 吧 啊 么 有 没有 个 中 上 下 等 我 你 他 她 它 我们 你们 他们 請問 请问 是否 还是 可以 会 能""".split()
+    """的 了 是 在 和 与 及 或 也 都 就 而 被 把 对 从 到 为 以 于 之 其 这 那 这个 那个 一个 什么 哪 哪些
+    哪个 怎么 怎样 如何 多少 吗 呢 吧 啊 么 有 没有 个 中 上 下 等 我 你 他 她 它 我们 你们 他们 請問 请问
+    是否 还是 可以 会 能""".split()
 )
 
 

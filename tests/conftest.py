@@ -70,7 +70,9 @@ def sentences(topic: str, n: int, extra: str = "") -> str:
 
 
 def cli_env(store_dir: Path, **extra: str) -> dict[str, str]:
-    """Environment for a `python -m ingest` subprocess: the caller's, minus RAG_*, plus a temporary store."""
+    """Environment for a `python -m ingest` subprocess: the caller's minus RAG_*, a temporary store, the hashing
+    embedder and the same small chunks as the ``settings`` fixture."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(RAG_STORE_DIR=str(store_dir), RAG_EMBED_MODEL="fake", PYTHONUNBUFFERED="1", **extra)
+    env.update(RAG_STORE_DIR=str(store_dir), RAG_EMBED_MODEL="fake", RAG_CHUNK_SIZE="64", RAG_CHUNK_OVERLAP="8")
+    env.update(extra)
     return env

@@ -76,6 +76,8 @@ def test_question_gets_an_answer_with_sources(env: Path) -> None:
     # A rerun (any widget) replays the history from session state.
     at.run()
     assert texts(at, "assistant") == ["Based on the documents [1]."]
+    {b.label: b for b in at.sidebar.button}["New conversation"].click().run()
+    assert not at.chat_message
 
 
 def test_unrelated_question_abstains(env: Path) -> None:
@@ -150,7 +152,7 @@ def test_library_remove_and_reingest(env: Path) -> None:
     at = app()
     assert "Library: 2 documents" in [e.label for e in at.sidebar.expander]
     frame = at.sidebar.dataframe[0].value
-    assert list(frame["document"]) == ["guide.pdf", "notes.txt"] and list(frame["pages"])[0] == 2
+    assert list(frame["document"]) == ["guide.pdf", "notes.txt"] and frame["pages"].iloc[0] == 2
 
     buttons = {b.label: b for b in at.sidebar.button}
     buttons["Re-ingest"].click().run()
@@ -162,20 +164,25 @@ def test_library_remove_and_reingest(env: Path) -> None:
 
     {b.label: b for b in at.sidebar.button}["Remove"].click().run()
     assert "guide\\.pdf: removed" in at.success[0].value
-    assert list(RagService(load_settings()).store.documents().values())[0].file_name == "notes.txt"
+    assert [r.file_name for r in RagService(load_settings()).store.documents().values()] == ["notes.txt"]
     assert pdf.exists()  # a file ingested from elsewhere is not deleted
 
 
-def test_collections_switch_and_create(env: Path) -> None:
+def test_collections_switch(env: Path) -> None:
     ingest_notes(env)
+    RagService(load_settings(collection="fresh-one"))  # creates it (AppTest cannot type a new selectbox option)
     at = app()
-    picker = at.sidebar.selectbox(key="collection-documents")
+    picker = at.sidebar.selectbox(key="collection_picker")
+    assert picker.options == ["documents", "fresh-one"]
     picker.set_value("fresh-one").run()
     assert not at.exception
     assert "fresh\\-one" in at.info[0].value  # the new, empty collection
-    assert "fresh-one" in RagService(load_settings()).store.list_collections()
-    at.sidebar.selectbox(key="collection-fresh-one").set_value("documents").run()
+    at.sidebar.selectbox(key="collection_picker").set_value("documents").run()
     assert not at.info and at.chat_input
 
-    at.sidebar.selectbox(key="collection-documents").set_value("x").run()
-    assert "RAG_COLLECTION" in at.sidebar.error[0].value
+
+def test_bad_collection_name_is_an_error(env: Path) -> None:
+    at = app()
+    at.session_state["collection"] = "x"
+    at.run()
+    assert not at.exception and "RAG_COLLECTION" in at.error[0].value

@@ -51,7 +51,7 @@ def test_split_sentences_edge_cases() -> None:
     assert split_sentences("。。") == ["。", "。"]
 
 
-@given(st.text(alphabet=st.sampled_from(list("ab 中文。！？；….!?\"”」\n")) | st.characters(), max_size=200))
+@given(st.text(alphabet=st.sampled_from(list('ab 中文。！？；….!?"”」\n')) | st.characters(), max_size=200))
 @hyp_settings(max_examples=300, deadline=None)
 def test_split_sentences_keeps_every_character(text: str) -> None:
     pieces = split_sentences(text)
@@ -195,11 +195,10 @@ def test_repeated_lines_needs_enough_pages() -> None:
 
 # ------------------------------------------------------------------------------------------------ property
 _UNICODE = st.text(
-    alphabet=st.characters(codec="utf-8")
-    | st.sampled_from(list("。！？；…. !?\n\n中文字abc123")),
+    alphabet=st.characters(codec="utf-8") | st.sampled_from(list("。！？；…. !?\n\n中文字abc123")),
     max_size=600,
 )
-_PIECES = ["word", "Data", "中文", "模型", "。", "！", "…", ". ", "? ", "\n", "\n\n", "  ", "42", "—", "”", "\u3000", "é"]
+_PIECES = ["word", "Data", "中文", "模型", "。", "！", "…", ". ", "? ", "\n", "\n\n", "  ", "42", "—", "”", "\u3000"]
 _LONG = st.lists(st.sampled_from(_PIECES), min_size=50, max_size=400).map("".join)  # many chunks per text
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from ui.conversation import (
     user_message,
 )
 from ui.library import document_label, document_rows, is_inside, machine_lines
-from ui.text import escape_markdown, highlight_supporting, highlighted_markdown, where
+from ui.text import escape_markdown, highlight_supporting, highlighted_markdown, unwrap_lines, where
 from ui.uploads import (
     IngestProgress,
     page_file_name,
@@ -35,11 +36,10 @@ from ui.uploads import (
     upload_size_error,
 )
 
-markdown_it = pytest.importorskip("markdown_it")
-
 
 def render(markdown: str) -> str:
-    """CommonMark plus the GFM parts Streamlit also renders (tables, strikethrough, autolinked URLs)."""
+    """CommonMark plus the GFM parts Streamlit also renders (tables, strikethrough); markdown-it comes with chromadb."""
+    markdown_it = pytest.importorskip("markdown_it")
     md = markdown_it.MarkdownIt("commonmark", {"linkify": False}).enable(["table", "strikethrough"])
     return md.render(markdown)
 
@@ -135,6 +135,30 @@ def test_highlighted_markdown_keeps_paragraphs_and_drops_indentation() -> None:
     assert "<code" not in render(out)
 
 
+WRAPPED = "The citation badge colour is teal: each answer's sources are shown under it with the file name"
+
+
+def test_unwrap_joins_lines_the_pdf_layout_wrapped() -> None:
+    text = f"Citations\n{WRAPPED}\nand page number.\nNext line."
+    assert unwrap_lines(text) == f"Citations\n{WRAPPED} and page number.\nNext line."
+
+
+def test_unwrap_keeps_author_breaks() -> None:
+    for text in (
+        f"{WRAPPED}.\nNew sentence.",  # ended by punctuation
+        f"{WRAPPED}\n- a list item",
+        f"{WRAPPED}\n2. numbered",
+        f"{WRAPPED}\n\nnew paragraph",
+        "short line\nanother short line",
+    ):
+        assert unwrap_lines(text) == text
+
+
+def test_unwrap_joins_chinese_without_a_space() -> None:
+    line = "引用标记的颜色是青色，每个答案的来源都显示在答案下方，包括文件名和页码"  # 35 wide characters = 70 columns
+    assert unwrap_lines(f"{line}\n方便核对。\n下一行") == f"{line}方便核对。\n下一行"
+
+
 def test_where() -> None:
     assert where("a.pdf", 3) == "a.pdf, page 3"
     assert where("a.md", None) == "a.md"
@@ -171,7 +195,9 @@ def test_sanitize_filename_limits_bytes_and_keeps_extension() -> None:
     name.encode().decode()  # no split character
 
 
-@pytest.mark.parametrize("name", ["../../x.pdf", "/tmp/x.pdf", "..", "", "a/../../b.txt", "..\\..\\c.md", "用户指南.pdf"])
+@pytest.mark.parametrize(
+    "name", ["../../x.pdf", "/tmp/x.pdf", "..", "", "a/../../b.txt", "..\\..\\c.md", "用户指南.pdf"]
+)
 def test_safe_upload_path_stays_inside(tmp_path: Path, name: str) -> None:
     upload_dir = tmp_path / "uploads"
     upload_dir.mkdir()
@@ -252,7 +278,7 @@ def test_ingest_progress() -> None:
 def test_single_page_pdf(tmp_path: Path) -> None:
     source = tmp_path / "three.pdf"
     source.write_bytes(pdf_bytes(["first page", "second page", "third page"]))
-    reader = PdfReader(__import__("io").BytesIO(single_page_pdf(source, 3)))
+    reader = PdfReader(io.BytesIO(single_page_pdf(source, 3)))
     assert len(reader.pages) == 1 and "third page" in reader.pages[0].extract_text()
     assert page_file_name("user-guide.pdf", 3) == "user-guide-page-3.pdf"
 
@@ -306,7 +332,8 @@ class _Answer:
 
 
 def _history() -> list[dict]:
-    hit = _Hit("user-guide.pdf", "/d/user-guide.pdf", 3, "The badge is teal.\n<script>x</script> [l](javascript:y)", 0.9)
+    text = "The badge is teal.\n<script>x</script> [l](javascript:y)"
+    hit = _Hit("user-guide.pdf", "/d/user-guide.pdf", 3, text, 0.9)
     return [
         user_message("What colour is the badge?"),
         assistant_message(_Answer("It is **teal** [1].", False, [hit])),

@@ -7,7 +7,9 @@ a ``[link](javascript:...)`` or ``**`` in a document is shown as text, never act
 
 from __future__ import annotations
 
+import itertools
 import re
+import unicodedata
 
 from ingest.chunking import split_sentences
 from rag.tokenize import keyword_tokens
@@ -18,6 +20,10 @@ _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=@^\"'])")
 _CITATION = re.compile(r"\[\d+(?:\s*[,，]\s*\d+)*\]")
 _BLANK_LINES = re.compile(r"\n\s*\n")
 
+_LINE_END = (".", "!", "?", ":", ";", "。", "！", "？", "：", "；", "…")
+_LIST_START = re.compile(r"^\s*([-*•·]|\d+[.)])\s")
+FULL_LINE = 60  # display columns: a PDF line this wide was wrapped by the layout, not ended by the author
+
 HIGHLIGHT = "orange-background"
 MIN_SHARED = 2  # content words a sentence must share with the answer (fewer when the answer has fewer)
 MIN_SHARE = 0.2  # ... and the share of the sentence's own content words they make up
@@ -26,6 +32,37 @@ MIN_SHARE = 0.2  # ... and the share of the sentence's own content words they ma
 def escape_markdown(text: str) -> str:
     """Backslash-escape Markdown syntax so the text renders literally."""
     return _SPECIAL.sub(r"\\\1", text)
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _is_wide(ch: str) -> bool:
+    return unicodedata.east_asian_width(ch) in "WF"
+
+
+def unwrap_lines(text: str) -> str:
+    """Join lines that PDF layout wrapped, keep the ones an author ended (headings, list items, sentence ends).
+
+    Extracted PDF text breaks every printed line; shown as is, a highlighted sentence becomes a ragged staircase.
+    A line counts as wrapped when it is nearly full width and does not end a sentence; Chinese lines join without
+    a space.
+    """
+    lines = text.split("\n")
+    out = lines[0]
+    for previous, line in itertools.pairwise(lines):
+        prev = previous.rstrip()
+        soft = (
+            _width(prev) >= FULL_LINE and not prev.endswith(_LINE_END) and line.strip() and not _LIST_START.match(line)
+        )
+        if not soft:
+            out += "\n" + line
+        elif _is_wide(prev[-1]) and _is_wide(line.lstrip()[0]):
+            out = out.rstrip() + line.lstrip()
+        else:
+            out = out.rstrip() + " " + line.lstrip()
+    return out
 
 
 def _content_tokens(text: str) -> set[str]:

@@ -1,0 +1,185 @@
+"""The real parts: packaged MiniLM and SmolLM2 through llama.cpp in process, and through a real llama_cpp.server.
+
+These are the tests that prove the install works on this CPU (the AMX crash shows up as a segfault here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.errors import ModelNotFound
+from rag.models import load_chat_model, load_embedder, packaged_llm_path, resolve_llm_path
+from rag.service import RagService
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> RagService:
+    store = tmp_path_factory.mktemp("store")
+    settings = Settings(store_dir=store, n_ctx=2048, max_tokens=32, temperature=0.0)
+    service = RagService(settings)
+    report = service.ingestor.ingest_paths([ROOT / "data"])
+    assert not report.failed, report.failed
+    return service
+
+
+def test_packaged_embedder_gives_unit_vectors_that_rank_paraphrases_higher() -> None:
+    embedder = load_embedder(Settings())
+    vectors = embedder.embed(["The cat sits on the mat.", "A cat is sitting on a rug.", "Quarterly tax filing rules."])
+    assert vectors.shape == (3, 384)
+    assert abs(float((vectors[0] ** 2).sum()) - 1.0) < 1e-4
+    assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2]) + 0.2
+    assert embedder.name == "all-MiniLM-L6-v2"
+
+
+def test_packaged_llm_generates_text_on_this_cpu() -> None:
+    model = load_chat_model(Settings(n_ctx=1024))
+    pieces = list(model.stream_chat([{"role": "user", "content": "Say hello."}], max_tokens=16, temperature=0.0))
+    assert len(pieces) >= 2 and "".join(pieces).strip()
+    assert model.count_tokens("hello world") >= 2
+    state = model.describe()
+    assert state["model"] == packaged_llm_path().name and state["n_ctx"] == 1024
+
+
+def test_missing_gguf_names_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFound, match="RAG_LLM_MODEL"):
+        resolve_llm_path(str(tmp_path / "nope.gguf"))
+
+
+def test_ask_streams_a_grounded_answer_with_page_citation(service: RagService) -> None:
+    answer = service.answerer.stream("What colour is the citation badge?")
+    pieces = list(answer)
+    assert not answer.abstained and len(pieces) >= 2
+    top = answer.sources[0]
+    assert (top.file_name, top.page) == ("user-guide.pdf", 3)
+    assert "teal" in top.text
+
+
+def test_concurrent_callers_share_one_model_safely(service: RagService) -> None:
+    questions = ["What colour is the citation badge?", "Which port does the Streamlit app listen on?"]
+    results: dict[str, object] = {}
+
+    def ask(question: str) -> None:
+        results[question] = service.answerer.ask(question, max_tokens=16)
+
+    threads = [threading.Thread(target=ask, args=(q,)) for q in questions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert set(results) == set(questions)
+    for question, answer in results.items():
+        assert answer.question == question and answer.text.strip()  # type: ignore[attr-defined]
+
+
+def test_cli_ask_json_and_search_json(service: RagService) -> None:
+    env = {**os.environ, "RAG_STORE_DIR": str(service.settings.store_dir), "RAG_N_CTX": "2048", "RAG_MAX_TOKENS": "24"}
+    out = subprocess.run(
+        [sys.executable, "-m", "rag", "ask", "What colour is the citation badge?", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert set(data) == {"answer", "abstained", "sources"} and data["abstained"] is False
+    assert data["sources"][0]["page"] == 3 and data["sources"][0]["source"].endswith("user-guide.pdf")
+
+    questions = service.settings.store_dir / "q.txt"
+    questions.write_text("What colour is the citation badge?\n默认的检索数量是多少？\n", encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-m", "rag", "search", "--questions", str(questions), "--top-k", "3", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [line["query"] for line in lines] == ["What colour is the citation badge?", "默认的检索数量是多少？"]
+    assert all(len(line["results"]) == 3 for line in lines)
+    assert set(lines[0]["results"][0]) == {"text", "source", "page", "score"}
+    assert "用户指南" in lines[1]["results"][0]["source"]
+
+
+def test_cli_reports_an_empty_store(tmp_path: Path) -> None:
+    env = {**os.environ, "RAG_STORE_DIR": str(tmp_path / "empty")}
+    out = subprocess.run(
+        [sys.executable, "-m", "rag", "search", "anything", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith("Error: the collection 'documents' has no documents yet")
+
+
+def test_answers_through_a_real_llama_cpp_server(service: RagService, tmp_path: Path) -> None:
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")  # a pipe nobody reads would fill up and block the server
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(packaged_llm_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--model_alias",
+            "local",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"llama_cpp.server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        settings = service.settings.model_copy(update={"llm_base_url": f"http://127.0.0.1:{port}/v1"})
+        remote = RagService(settings, store=service.store, embedder=service.embedder)
+        assert remote.chat_model.describe()["backend"].startswith("OpenAI-compatible server")
+        answer = remote.answerer.stream("What colour is the citation badge?", max_tokens=24)
+        pieces = list(answer)
+        assert len(pieces) >= 2 and answer.text.strip()
+        assert (answer.sources[0].file_name, answer.sources[0].page) == ("user-guide.pdf", 3)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
