@@ -40,7 +40,9 @@ def parse_scale(description: str, argv: list[str] | None = None, extra=None) -> 
 
 def header(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Print the exact command and the machine, and return them for the results file."""
-    command = " ".join(shlex.quote(a) for a in [os.path.relpath(PY, ROOT), os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    command = " ".join(
+        shlex.quote(a) for a in [os.path.relpath(PY, ROOT), os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]
+    )
     machine = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -85,7 +87,8 @@ class ChildRun:
     def check(self) -> ChildRun:
         if self.returncode != 0:
             raise RuntimeError(
-                f"command failed ({self.returncode}): {' '.join(self.command)}\n{self.stderr[-4000:]}{self.stdout[-2000:]}"
+                f"command failed ({self.returncode}): {' '.join(self.command)}\n"
+                f"{self.stderr[-4000:]}{self.stdout[-2000:]}"
             )
         return self
 
@@ -99,7 +102,9 @@ class ChildRun:
         raise ValueError(f"no JSON line in the output of {' '.join(self.command)}:\n{self.stdout[-2000:]}")
 
 
-def run_child(command: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: float = 3600) -> ChildRun:
+def run_child(
+    command: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: float = 3600
+) -> ChildRun:
     """Run a command to completion; wall time from spawn to exit, and the child's own peak RSS from wait4."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()

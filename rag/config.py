@@ -54,7 +54,7 @@ class Settings(BaseSettings):
         le=10.0,
         description="Fusion weight of dense ranks for CJK queries; default 0 for English-only embedders, else 1.",
     )
-    min_relevance: float = Field(0.5, ge=0.0, le=1.0, description="Below this, answer 'not in the documents'.")
+    min_relevance: float = Field(0.35, ge=0.0, le=1.0, description="Below this, answer 'not in the documents'.")
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     max_tokens: int = Field(384, ge=1, le=32768)
 

@@ -6,6 +6,7 @@ so fast unit tests with the fakes never load them. Loaders are cached: one insta
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import importlib.util
@@ -183,6 +184,8 @@ class LlamaCppChat:
         self.n_threads = n_threads
         self.n_gpu_layers = n_gpu_layers
         self.lock = threading.Lock()
+        # Free the model before interpreter teardown; llama_cpp's own __del__ runs too late and prints a TypeError.
+        atexit.register(self.llm.close)
 
     def stream_chat(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float) -> Iterator[str]:
         with self.lock:

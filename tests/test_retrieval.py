@@ -79,7 +79,7 @@ def test_english_question_finds_its_document(retriever: Retriever) -> None:
     assert hits[0].file_name == "llama.md"
     assert hits[0].page is None
     assert 0 < hits[0].score <= 1.0
-    assert hits[0].relevance >= 0.5
+    assert hits[0].relevance >= retriever.settings.min_relevance
 
 
 def test_chinese_question_finds_its_document(retriever: Retriever) -> None:
@@ -90,7 +90,7 @@ def test_chinese_question_finds_its_document(retriever: Retriever) -> None:
 
 def test_off_topic_question_has_low_relevance(retriever: Retriever) -> None:
     hits = retriever.search("Who painted the Mona Lisa?", top_k=3)
-    assert all(h.relevance < 0.5 for h in hits)
+    assert all(h.relevance < retriever.settings.min_relevance for h in hits)
 
 
 def test_results_follow_removal(retriever: Retriever, tmp_path: Path) -> None:
