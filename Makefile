@@ -20,8 +20,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not e2e" -q
 
+# `make ingest PATH=~/papers` as the issue asks; DOCS= works too and leaves the shell's PATH alone.
 ingest: $(STAMP)
-	$(PY) -m ingest $(or $(DOCS),data)
+	$(PY) -m ingest $(or $(DOCS),$(if $(filter command line,$(origin PATH)),$(PATH)),data)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

@@ -12,7 +12,10 @@ each first. Then 3 timed runs alternating ours, bare; medians reported. Generate
 the generated text with the model's own tokenizer; tokens/s = (tokens - 1) / (last piece - first piece), the decode
 rate; the end-to-end rate (tokens / total time) is in the JSON too.
 
-Usage: .venv/bin/python bench/answer_bench.py --scale small|full
+Usage: .venv/bin/python bench/answer_bench.py --scale small|full [--threads N] [--repeats 3]
+
+llama.cpp's threads spin-wait at every barrier: with n_threads = all cores on a machine where other processes hold
+cores, one run can be 10x slower than the next. Read the per-run numbers in the JSON, and measure on a quiet machine.
 """
 
 from __future__ import annotations
@@ -79,7 +82,11 @@ def summarize(run: dict[str, Any], count_tokens) -> dict[str, float]:
 
 
 def main() -> int:
-    args = parse_scale("Answer latency benchmark: ours vs bare llama.cpp")
+    def extra(parser):
+        parser.add_argument("--threads", type=int, help="RAG_N_THREADS for both (default: the app's, all cores)")
+        parser.add_argument("--repeats", type=int, default=REPEATS, help=f"timed runs of each (default {REPEATS})")
+
+    args = parse_scale("Answer latency benchmark: ours vs bare llama.cpp", extra=extra)
     results = header(NAME, args)
     for key in [k for k in os.environ if k.startswith("RAG_")]:  # default settings, whatever the shell has
         del os.environ[key]
@@ -93,7 +100,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="answer-bench-"))
     try:
-        settings = Settings(_env_file=None, store_dir=tmp / "store")
+        settings = Settings(_env_file=None, store_dir=tmp / "store", n_threads=args.threads)
         service = RagService(settings)
         t = time.perf_counter()
         ingested = service.ingestor.ingest_paths([ROOT / "data"])
@@ -120,7 +127,7 @@ def main() -> int:
             "n_gpu_layers": settings.n_gpu_layers,
             "max_tokens": MAX_TOKENS,
             "temperature": 0.0,
-            "repeats": REPEATS,
+            "repeats": args.repeats,
             "prefix_cache": "two Llama instances, llm.reset() before every run",
         }
         results["config"] = config
@@ -130,7 +137,7 @@ def main() -> int:
         )
         results["questions"] = {}
         for question in QUESTIONS[args.scale]:
-            results["questions"][question] = compare(service, bare, question, count_tokens)
+            results["questions"][question] = compare(service, bare, question, count_tokens, args.repeats)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ratios = [q["ratio_tokens_per_s"] for q in results["questions"].values() if "ratio_tokens_per_s" in q]
@@ -141,7 +148,7 @@ def main() -> int:
     return 0
 
 
-def compare(service, llm, question: str, count_tokens) -> dict[str, Any]:
+def compare(service, llm, question: str, count_tokens, repeats: int) -> dict[str, Any]:
     warm = run_ours(service, question)  # untimed warm-up of both, and the messages the bare call gets
     if warm["abstained"]:
         print(f"{question!r}: our answerer abstained (no relevant source); skipped")
@@ -150,7 +157,7 @@ def compare(service, llm, question: str, count_tokens) -> dict[str, Any]:
     run_bare(llm, messages)
     prompt_tokens = sum(count_tokens(m["content"]) for m in messages)
     ours_runs, bare_runs = [], []
-    for _ in range(REPEATS):  # alternating, so drifting machine load hits both alike
+    for _ in range(repeats):  # alternating, so drifting machine load hits both alike
         ours = run_ours(service, question)
         ours_runs.append(summarize(ours, count_tokens) | {"retrieval_s": ours["retrieval_s"]})
         bare = run_bare(llm, messages)
@@ -169,6 +176,9 @@ def compare(service, llm, question: str, count_tokens) -> dict[str, Any]:
         f"{o['ttft_s'] - o['retrieval_s']:.2f} s), {o['tokens']:.0f} tokens at {o['tokens_per_s']:.1f} tokens/s"
     )
     print(f"  bare: TTFT {b['ttft_s']:.2f} s, {b['tokens']:.0f} tokens at {b['tokens_per_s']:.1f} tokens/s")
+    for label, runs in (("ours", ours_runs), ("bare", bare_runs)):
+        per_run = ", ".join(f"{r['ttft_s']:.2f} s / {r['tokens_per_s']:.1f}" for r in runs)
+        print(f"    {label} runs (TTFT / tokens/s, in order): {per_run}")
     print(
         f"  ratio ours/bare tokens/s = {out['ratio_tokens_per_s']:.3f}  "
         f"({verdict(out['ratio_tokens_per_s'], '>= 0.95')}); TTFT ours/bare = {out['ratio_ttft']:.2f}; "

@@ -129,3 +129,22 @@ def test_dense_weight_for_cjk_depends_on_the_embedder(tmp_path: Path) -> None:
     assert english_only.dense_weight_for("这是什么东西") == 0.0
     explicit = Retriever(make_settings(tmp_path, dense_weight_cjk=0.3), Store(settings), MiniLMName())
     assert explicit.dense_weight_for("这是什么东西") == 0.3
+
+
+def test_optional_reranker_reorders_candidates(retriever: Retriever) -> None:
+    """The cross-encoder stage (RAG_RERANK_MODEL) re-orders the fused candidates by its own scores."""
+
+    class PrefersGarden:
+        def predict(self, pairs: list[tuple[str, str]]) -> list[float]:
+            return [1.0 if "Tomatoes" in text else 0.0 for _query, text in pairs]
+
+    plain = retriever.search("How large is the Llama 2 parameter file?", top_k=2)
+    assert plain[0].file_name == "llama.md"
+    reranking = Retriever(
+        retriever.settings.model_copy(update={"rerank_model": "test-cross-encoder"}),
+        retriever.store,
+        retriever.embedder,
+    )
+    reranking._reranker = PrefersGarden()
+    hits = reranking.search("How large is the Llama 2 parameter file?", top_k=2)
+    assert [h.file_name for h in hits] == ["garden.md", "llama.md"]
