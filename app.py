@@ -209,10 +209,10 @@ def render_sources(message: dict[str, Any], index: int, latest: bool) -> None:
 
 def render_message(message: dict[str, Any], index: int, latest: bool) -> None:
     with st.chat_message(message["role"]):
-        if message["role"] == "user":
-            st.markdown(escape_markdown(message["content"]))
-        else:
-            st.markdown(message["content"])
+        # Model output is escaped too: it echoes document text, and a Markdown image in it would make the browser
+        # fetch a URL, which is a way for data to leave the machine.
+        st.markdown(escape_markdown(message["content"]))
+        if message["role"] == "assistant":
             render_sources(message, index, latest)
 
 
@@ -235,7 +235,7 @@ def chat(service: RagService, options: dict[str, Any]) -> None:
             return
         pieces = closing_stream(answer)
         try:
-            st.write_stream(pieces)
+            st.write_stream(escape_markdown(piece) for piece in pieces)
         finally:
             pieces.close()  # a rerun mid-answer must not leave the model locked
         messages.append(assistant_message(answer))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import os
 import socket
 from pathlib import Path
@@ -46,7 +48,8 @@ def app() -> AppTest:
 
 
 def texts(at: AppTest, role: str) -> list[str]:
-    return [m.markdown[0].value for m in at.chat_message if m.name == role]
+    """What the reader sees: the Markdown source with its escapes removed (chat text is always escaped)."""
+    return [re.sub(r"\\(.)", r"\1", m.markdown[0].value) for m in at.chat_message if m.name == role]
 
 
 def all_text(at: AppTest) -> str:
@@ -186,3 +189,12 @@ def test_bad_collection_name_is_an_error(env: Path) -> None:
     at.session_state["collection"] = "x"
     at.run()
     assert not at.exception and "RAG_COLLECTION" in at.error[0].value
+
+
+def test_model_output_cannot_embed_remote_images() -> None:
+    """A Markdown image in an answer would make the browser fetch a URL: the chat shows it as inert text."""
+    from ui.text import escape_markdown  # what app.py applies to every chat message
+
+    rendered = escape_markdown("![x](http://203.0.113.9/leak?q=secret) and [link](http://203.0.113.9)")
+    assert "![" not in rendered and "](" not in rendered
+    assert re.sub(r"\\(.)", r"\1", rendered) == "![x](http://203.0.113.9/leak?q=secret) and [link](http://203.0.113.9)"
