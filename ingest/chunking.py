@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-from llama_index.core.node_parser import SentenceSplitter
+if TYPE_CHECKING:
+    from llama_index.core.node_parser import SentenceSplitter
 
 # A sentence ends after CJK terminal punctuation (with any closing quotes), or after . ! ? followed by a space.
 _SENTENCE_END = re.compile(r"(?<=[。！？；…!?;])[”」』）)\"']*|(?<=[.!?])[\"')\]]*(?=\s)")
@@ -33,6 +35,9 @@ def split_sentences(text: str) -> list[str]:
 
 
 def make_splitter(tokenize: Callable[[str], list], chunk_size: int, chunk_overlap: int) -> SentenceSplitter:
+    # Imported here: llama_index costs 1.3 s at import, and a re-run over unchanged files never splits anything.
+    from llama_index.core.node_parser import SentenceSplitter
+
     return SentenceSplitter(
         chunk_size=chunk_size,
         chunk_overlap=chunk_overlap,

@@ -25,7 +25,7 @@ from rag.config import PACKAGED_EMBEDDER, PACKAGED_LLM, Settings
 from rag.errors import ConfigError, ModelNotFound
 
 FAKE = "fake"
-SMALL_BATCH = 8
+SMALL_BATCH = 2  # a query (or a question and its follow-up); ingestion batches keep both threads
 
 
 # --------------------------------------------------------------------------------------------- embedders
