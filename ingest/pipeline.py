@@ -19,7 +19,7 @@ from typing import Literal
 from ingest.chunking import chunk_page, make_splitter, repeated_lines, strip_lines
 from ingest.readers import SUPPORTED_SUFFIXES, PageText, display_path, iter_pages
 from rag.config import Settings
-from rag.errors import ConfigError, RagError, UnreadableFile
+from rag.errors import RagError, UnreadableFile
 from rag.keyword_index import KeywordIndex, keyword_dir
 from rag.models import FAKE, Embedder, FakeEmbedder, _embedder_name, load_embedder
 from rag.store import DocRecord, Store, chunk_id, doc_id_for
@@ -152,16 +152,11 @@ class Ingestor:
         self.settings = settings
         self.store = store or Store(settings)
         self._embedder = embedder
-        stored = self.store.embed_model
         if embedder is not None:
             wanted = embedder.name
         else:
             wanted = FakeEmbedder.name if settings.embed_model == FAKE else _embedder_name(settings.embed_model)
-        if stored is not None and stored != wanted:
-            raise ConfigError(
-                f"collection {settings.collection!r} was built with the embedder {stored!r} but RAG_EMBED_MODEL gives "
-                f"{wanted!r}; set RAG_COLLECTION to another name, or remove {settings.store_dir} and re-ingest"
-            )
+        self.store.require_embedder(wanted)
         self._splitter = None
 
     @property

@@ -68,6 +68,7 @@ def term_coverage(query_tokens: list[str], passage_tokens: list[str]) -> float:
 
 class Retriever:
     def __init__(self, settings: Settings, store: Store, embedder: Embedder) -> None:
+        store.require_embedder(embedder.name)  # querying with another model's vectors would return noise
         self.settings = settings
         self.store = store
         self.embedder = embedder

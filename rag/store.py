@@ -85,11 +85,18 @@ class Store:
     def check_embedder(self, embedder_name: str, dim: int) -> None:
         """Record the embedder on first use; refuse to mix vectors of two models in one collection."""
         meta = dict(self.chunks.metadata or {})
-        stored = meta.get("embed_model")
-        if stored is None:
+        if meta.get("embed_model") is None:
             meta.update(embed_model=embedder_name, embed_dim=dim)
             self.chunks.modify(metadata=meta)
-        elif stored != embedder_name or meta.get("embed_dim") != dim:
+        elif meta.get("embed_dim") != dim:
+            self.require_embedder(f"{embedder_name} ({dim} dimensions)")
+        else:
+            self.require_embedder(embedder_name)
+
+    def require_embedder(self, embedder_name: str) -> None:
+        """Vectors of another model are meaningless to this collection: say so before any work is done."""
+        stored = self.embed_model
+        if stored is not None and stored != embedder_name:
             raise ConfigError(
                 f"collection {self.name!r} was built with the embedder {stored!r} but RAG_EMBED_MODEL gives "
                 f"{embedder_name!r}; set RAG_COLLECTION to another name, or remove {self.settings.store_dir} and "

@@ -26,6 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
+def run_rag(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m rag ...` as a user runs it, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "rag", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -93,14 +100,7 @@ def test_concurrent_callers_share_one_model_safely(service: RagService) -> None:
 
 def test_cli_ask_json_and_search_json(service: RagService) -> None:
     env = {**os.environ, "RAG_STORE_DIR": str(service.settings.store_dir), "RAG_N_CTX": "2048", "RAG_MAX_TOKENS": "24"}
-    out = subprocess.run(
-        [sys.executable, "-m", "rag", "ask", "What colour is the citation badge?", "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_rag(env, "ask", "What colour is the citation badge?", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert set(data) == {"answer", "abstained", "sources"} and data["abstained"] is False
@@ -108,14 +108,7 @@ def test_cli_ask_json_and_search_json(service: RagService) -> None:
 
     questions = service.settings.store_dir / "q.txt"
     questions.write_text("What colour is the citation badge?\n默认的检索数量是多少？\n", encoding="utf-8")
-    out = subprocess.run(
-        [sys.executable, "-m", "rag", "search", "--questions", str(questions), "--top-k", "3", "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_rag(env, "search", "--questions", str(questions), "--top-k", "3", "--json")
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [line["query"] for line in lines] == ["What colour is the citation badge?", "默认的检索数量是多少？"]
@@ -126,14 +119,7 @@ def test_cli_ask_json_and_search_json(service: RagService) -> None:
 
 def test_cli_reports_an_empty_store(tmp_path: Path) -> None:
     env = {**os.environ, "RAG_STORE_DIR": str(tmp_path / "empty")}
-    out = subprocess.run(
-        [sys.executable, "-m", "rag", "search", "anything", "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_rag(env, "search", "anything", "--json")
     assert out.returncode == 1
     assert out.stderr.strip().startswith("Error: the collection 'documents' has no documents yet")
 

@@ -148,3 +148,13 @@ def test_optional_reranker_reorders_candidates(retriever: Retriever) -> None:
     reranking._reranker = PrefersGarden()
     hits = reranking.search("How large is the Llama 2 parameter file?", top_k=2)
     assert [h.file_name for h in hits] == ["garden.md", "llama.md"]
+
+
+def test_querying_with_another_embedder_is_refused(retriever: Retriever) -> None:
+    from rag.errors import ConfigError
+
+    class OtherModel(FakeEmbedder):
+        name = "some-other-model"
+
+    with pytest.raises(ConfigError, match="built with the embedder 'fake-hash-256'.*RAG_EMBED_MODEL"):
+        Retriever(retriever.settings, retriever.store, OtherModel())
