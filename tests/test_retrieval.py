@@ -156,5 +156,5 @@ def test_querying_with_another_embedder_is_refused(retriever: Retriever) -> None
     class OtherModel(FakeEmbedder):
         name = "some-other-model"
 
-    with pytest.raises(ConfigError, match="built with the embedder 'fake-hash-256'.*RAG_EMBED_MODEL"):
+    with pytest.raises(ConfigError, match=r"built with the embedder 'fake-hash-256'.*RAG_EMBED_MODEL"):
         Retriever(retriever.settings, retriever.store, OtherModel())
