@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +17,9 @@ from rag.models import FakeEmbedder
 from rag.retrieve import Retriever
 from rag.store import DOCS_SUFFIX, Store, doc_id_for
 from tests.conftest import WriteDoc, sentences
+from tests.servers import free_port, stop_server
 
 CHROMA = Path(sys.executable).with_name("chroma")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def heartbeat(port: int) -> bool:
@@ -58,12 +52,7 @@ def chroma_port(tmp_path: Path) -> Iterator[int]:
             time.sleep(0.1)
         yield port
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server, timeout=10)
         log.close()
 
 

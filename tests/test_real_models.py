@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from rag.config import Settings
 from rag.errors import ModelNotFound
 from rag.models import load_chat_model, load_embedder, packaged_llm_path, resolve_llm_path
 from rag.service import RagService
+from tests.servers import free_port, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -31,12 +31,6 @@ def run_rag(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(
         [sys.executable, "-m", "rag", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +160,5 @@ def test_answers_through_a_real_llama_cpp_server(service: RagService, tmp_path: 
         assert len(pieces) >= 2 and answer.text.strip()
         assert (answer.sources[0].file_name, answer.sources[0].page) == ("user-guide.pdf", 3)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_server(server, timeout=30)
         log.close()
