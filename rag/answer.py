@@ -1,19 +1,24 @@
-"""Grounded answers: retrieve, abstain when nothing is relevant, pack numbered sources, stream from the model.
+"""Grounded answers: retrieve, abstain when nothing is relevant, quote the sentences that answer, then (optionally)
+let the model write, with numbered sources packed into its window.
 
-The sources list is part of every answer, whether or not the model cited them: a small local model often forgets
-to cite, but the user can still check where the answer came from.
+The quotes come first and are verbatim with file and page: whatever the model then writes is labelled as generated,
+so nobody has to guess whether the answer text is right when the sentence that answers is already in hand. The
+sources list is part of every answer, whether or not the model cited them.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 from rag.config import Settings
+from rag.language import detect_language
 from rag.models import ChatModel
-from rag.retrieve import Hit, Retriever
-from rag.tokenize import cjk_fraction, keyword_tokens
+from rag.quotes import Quote, choose_quotes
+from rag.retrieve import DENSE_RELEVANCE_RANGE, Hit, Retriever
+from rag.tokenize import keyword_tokens
 
 SYSTEM_EN = (
     "You answer questions using only the numbered sources you are given. Cite the sources you use as [1], [2]. "
@@ -25,30 +30,47 @@ SYSTEM_ZH = (
 )
 ABSTAIN_EN = "The documents do not contain an answer to this question."
 ABSTAIN_ZH = "文档中没有找到这个问题的答案。"
+NO_ROOM_EN = (
+    "The conversation leaves no room for sources in the model's window (RAG_N_CTX); start a new conversation, "
+    "or raise RAG_N_CTX."
+)
+NO_ROOM_ZH = "对话太长，模型的上下文窗口（RAG_N_CTX）已放不下任何资料；请开始新的对话，或调大 RAG_N_CTX。"
+HISTORY_TURNS = 4
 
 Message = dict[str, str]
+AnswerMode = Literal["quotes", "generate"]
 
+# A follow-up names what it is about with a pronoun or starts by continuing the last question. Only words that are
+# pronouns whatever their position count ("it", "they", 它); "this"/"that" only when they end the question ("how big
+# is that?"), since elsewhere they are determiners or relative pronouns ("files that are encrypted"). 其 and 该 only
+# open a question (其参数量, 该模型), never inside a word (其他, 应该).
 _FOLLOW_UP = re.compile(
-    r"^(and|but|also|what about|how about|then|so)\b|\b(it|its|it's|they|them|their|this|that|these|those|he|she|"
-    r"his|her|there)\b|^(那|那么|还有|并且|而且|另外)|它|他们|她们|其|这个|那个|这些|那些|该|呢\s*[？?]?\s*$",
+    r"^(and|but|also|what about|how about|then|so)\b"
+    r"|\b(it|its|it's|they|them|their|theirs|he|him|his|she|her)\b"
+    r"|\b(this|that|these|those)\s*[?？.!。！]*\s*$"
+    r"|^(那|那么|还有|并且|而且|另外)|^(其|该)(?!他|它|实|次)|^(这个|那个|这些|那些)|它|它们|他们|她们"
+    r"|呢\s*[？?]?\s*$",
     re.IGNORECASE,
 )
+_CITATION = re.compile(r"\s*\[\d+(?:\s*[,，]\s*\d+)*\]")
 
 
 def is_chinese(text: str) -> bool:
-    return cjk_fraction(text) >= 0.3
+    return detect_language(text) == "zh"
+
+
+def is_follow_up(question: str) -> bool:
+    return bool(_FOLLOW_UP.search(question.strip())) or not keyword_tokens(question)
 
 
 def standalone_query(question: str, history: list[Message] | None) -> str:
     """Make a follow-up retrievable on its own by carrying the previous question's terms along.
 
-    A 135M model rewrites questions badly; a follow-up detected by its pronouns or its opening word, or one with
-    fewer than three content words, is searched together with the previous user question instead.
+    A 135M model rewrites questions badly; a follow-up detected by its pronouns or its opening word (or one with no
+    content word at all, such as "why?") is searched together with the previous user question instead.
     """
     previous = [m["content"] for m in history or [] if m.get("role") == "user" and m.get("content", "").strip()]
-    if not previous:
-        return question
-    if _FOLLOW_UP.search(question.strip()) or len(keyword_tokens(question)) < 3:
+    if previous and is_follow_up(question):
         return f"{previous[-1]} {question}"
     return question
 
@@ -58,9 +80,10 @@ def format_source(number: int, hit: Hit) -> str:
     return f"[{number}] ({where})\n{hit.text}"
 
 
-def pack_sources(hits: list[Hit], budget_tokens: int, count_tokens) -> list[Hit]:
+def pack_sources(hits: list[Hit], budget_tokens: int, count_tokens: Callable[[str], int]) -> list[Hit]:
     """Keep the best-ranked sources that fit the budget; the lowest-ranked are dropped first."""
-    kept, used = [], 0
+    kept: list[Hit] = []
+    used = 0
     for hit in hits:
         cost = count_tokens(format_source(len(kept) + 1, hit)) + 2
         if used + cost > budget_tokens:
@@ -71,26 +94,31 @@ def pack_sources(hits: list[Hit], budget_tokens: int, count_tokens) -> list[Hit]
 
 
 def build_messages(question: str, hits: list[Hit], history: list[Message] | None = None) -> list[Message]:
-    system = SYSTEM_ZH if is_chinese(question) else SYSTEM_EN
+    chinese = is_chinese(question)
     sources = "\n\n".join(format_source(i, hit) for i, hit in enumerate(hits, start=1))
-    label = ("资料", "问题") if is_chinese(question) else ("Sources", "Question")
-    messages: list[Message] = [{"role": "system", "content": system}]
-    for turn in (history or [])[-4:]:
+    label = ("资料", "问题") if chinese else ("Sources", "Question")
+    messages: list[Message] = [{"role": "system", "content": SYSTEM_ZH if chinese else SYSTEM_EN}]
+    for turn in (history or [])[-HISTORY_TURNS:]:
         if turn.get("role") in ("user", "assistant") and turn.get("content"):
-            messages.append({"role": turn["role"], "content": turn["content"]})
+            # An earlier answer's [1], [2] point into an earlier source list: drop them, keep the words.
+            content = _CITATION.sub("", turn["content"]) if turn["role"] == "assistant" else turn["content"]
+            messages.append({"role": turn["role"], "content": content})
     messages.append({"role": "user", "content": f"{label[0]}:\n{sources}\n\n{label[1]}: {question}"})
     return messages
 
 
 @dataclass
 class AnswerStream:
-    """Iterate for text pieces; ``sources``, ``abstained`` and (after iteration) ``text`` describe the answer."""
+    """Iterate for the generated text's pieces; ``quotes``, ``sources`` and ``abstained`` are known before that."""
 
     question: str
     query: str
     sources: list[Hit]
     abstained: bool
     _pieces: Iterator[str]
+    quotes: list[Quote] = field(default_factory=list)
+    generated: bool = False  # whether the text comes from the model (it is labelled so)
+    retrieved: list[Hit] = field(default_factory=list)  # everything retrieval returned, before grounding and packing
     text: str = ""
     messages: list[Message] = field(default_factory=list)
 
@@ -102,16 +130,24 @@ class AnswerStream:
     def as_json(self) -> dict:
         return {
             "answer": self.text,
+            "generated": self.generated,
             "abstained": self.abstained,
-            "sources": [h.as_json() | {"file_name": h.file_name} for h in self.sources],
+            "quotes": [q.as_json() for q in self.quotes],
+            "sources": [h.as_json() for h in self.sources],
         }
 
 
 class Answerer:
-    def __init__(self, settings: Settings, retriever: Retriever, chat_model: ChatModel) -> None:
+    def __init__(self, settings: Settings, retriever: Retriever, chat_model: ChatModel | Callable[[], ChatModel]):
         self.settings = settings
         self.retriever = retriever
-        self.chat_model = chat_model
+        self._chat_model = chat_model
+
+    @property
+    def chat_model(self) -> ChatModel:
+        if callable(self._chat_model) and not hasattr(self._chat_model, "stream_chat"):
+            self._chat_model = self._chat_model()
+        return self._chat_model  # type: ignore[return-value]
 
     def stream(
         self,
@@ -121,29 +157,63 @@ class Answerer:
         top_k: int | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        mode: AnswerMode | None = None,
     ) -> AnswerStream:
         query = standalone_query(question, history)
-        hits = self.retriever.search(query, top_k or self.settings.top_k)
-        relevant = [h for h in hits if h.relevance >= self.settings.min_relevance]
-        if not relevant:
-            message = ABSTAIN_ZH if is_chinese(question) else ABSTAIN_EN
-            return AnswerStream(question, query, [], True, iter([message]))
+        hits = self.retriever.search(query, top_k or self.settings.top_k, judge=question)
+        chinese = is_chinese(question)
+        if not hits or max(h.relevance for h in hits) < self.settings.min_relevance:
+            abstain = ABSTAIN_ZH if chinese else ABSTAIN_EN
+            return AnswerStream(question, query, [], True, iter([abstain]), retrieved=hits)
+        sources = self.passages(hits)
+        quotes = choose_quotes(question, sources, self.retriever.embedder, self._similarity_range())
+        if (mode or self.settings.answer_mode) == "quotes":
+            return AnswerStream(question, query, sources, False, iter(()), quotes=quotes, retrieved=hits)
+
         max_tokens = max_tokens or self.settings.max_tokens
-        overhead = self.chat_model.count_tokens(build_messages(question, [], history)[-1]["content"]) + 64
-        for turn in build_messages(question, [], history)[:-1]:
-            overhead += self.chat_model.count_tokens(turn["content"]) + 8
-        budget = self.chat_model.n_ctx - max_tokens - overhead
-        packed = pack_sources(relevant, budget, self.chat_model.count_tokens)
+        history = list(history or [])
+        packed: list[Hit] = []
+        while True:
+            budget = self._source_budget(question, history, max_tokens)
+            packed = pack_sources(sources, budget, self.chat_model.count_tokens) if budget > 0 else []
+            if packed or not history:
+                break
+            history = history[2:]  # the oldest turn goes before any source does
+        if not packed:
+            no_room = NO_ROOM_ZH if chinese else NO_ROOM_EN
+            return AnswerStream(question, query, [], True, iter([no_room]), quotes=quotes, retrieved=hits)
         messages = build_messages(question, packed, history)
         pieces = self.chat_model.stream_chat(
             messages,
             max_tokens=max_tokens,
             temperature=self.settings.temperature if temperature is None else temperature,
         )
-        return AnswerStream(question, query, packed, False, pieces, messages=messages)
+        return AnswerStream(
+            question, query, packed, False, pieces, quotes=quotes, generated=True, messages=messages, retrieved=hits
+        )
 
     def ask(self, question: str, history: list[Message] | None = None, **options) -> AnswerStream:
         answer = self.stream(question, history, **options)
         for _ in answer:
             pass
         return answer
+
+    def passages(self, hits: list[Hit]) -> list[Hit]:
+        """What reaches the prompt once grounding passed: all top-k hits in rank order, or only those over the
+        threshold when RAG_FILTER_SOURCES is on (measured: filtering dropped the chunks that neighbour smoothing and
+        the vectors had found without word overlap)."""
+        if not self.settings.filter_sources:
+            return hits
+        return [h for h in hits if h.relevance >= self.settings.min_relevance]
+
+    def _source_budget(self, question: str, history: list[Message], max_tokens: int) -> int:
+        """Tokens left for sources: the window less the answer, the prompt around the sources and the history,
+        and never more than RAG_CONTEXT_TOKENS (time to first token grows with every prompt token)."""
+        count = self.chat_model.count_tokens
+        frame = build_messages(question, [], history)
+        overhead = sum(count(m["content"]) + 8 for m in frame) + 64
+        room = self.chat_model.n_ctx - max_tokens - overhead
+        return min(room, self.settings.context_tokens)
+
+    def _similarity_range(self) -> tuple[float, float]:
+        return DENSE_RELEVANCE_RANGE.get(self.retriever.embedder.name, (0.0, 1.0))

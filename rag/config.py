@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rag.errors import ConfigError
 
-# Sentinels that mean "the model shipped inside a PyPI package" (see rag/models.py).
-PACKAGED_EMBEDDER = "packaged:all-MiniLM-L6-v2"
+# Sentinels that mean "the model shipped inside a PyPI package" (see rag/embedders.py and rag/models.py).
+AUTO = "auto"
+PACKAGED_E5 = "packaged:multilingual-e5-small"
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
 PACKAGED_LLM = "packaged:SmolLM2-135M-Instruct"
 
 
@@ -30,7 +33,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Sample documents and uploads live here.")
 
     # Models
-    embed_model: str = Field(PACKAGED_EMBEDDER, description="Packaged MiniLM, a local folder, a model id, or 'fake'.")
+    embed_model: str = Field(
+        AUTO,
+        description="'auto' (the collection's own packaged embedder, multilingual-e5-small for a new one), "
+        f"{PACKAGED_E5!r}, {PACKAGED_MINILM!r}, a sentence-transformers folder or model id, or 'fake'.",
+    )
     embed_batch_size: int = Field(64, ge=1, le=4096)
     llm_model: str = Field(PACKAGED_LLM, description="Packaged SmolLM2, a path to a .gguf, or 'fake'.")
     llm_base_url: str | None = Field(None, description="OpenAI-compatible server; generation goes there when set.")
@@ -47,19 +54,37 @@ class Settings(BaseSettings):
 
     # Retrieval and answering
     top_k: int = Field(5, ge=1, le=100)
-    dense_weight: float = Field(1.0, ge=0.0, le=10.0, description="Fusion weight of dense ranks for non-CJK queries.")
-    dense_weight_cjk: float | None = Field(
-        None,
-        ge=0.0,
-        le=10.0,
-        description="Fusion weight of dense ranks for CJK queries; default 0 for English-only embedders, else 1.",
+    dense_weight: float = Field(1.0, ge=0.0, le=10.0, description="Fusion weight of the vector ranking.")
+    keyword_weight: float = Field(1.0, ge=0.0, le=10.0, description="Fusion weight of BM25 for same-language chunks.")
+    keyword_weight_cross: float | None = Field(
+        None, ge=0.0, le=10.0, description="Fusion weight of BM25 for chunks in another language; default: tuned."
     )
     min_relevance: float = Field(0.35, ge=0.0, le=1.0, description="Below this, answer 'not in the documents'.")
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     max_tokens: int = Field(384, ge=1, le=32768)
+    answer_mode: Literal["generate", "quotes"] = Field(
+        "generate", description="'generate': quotes, then the model's answer; 'quotes': the quoted sentences only."
+    )
+    context_tokens: int = Field(
+        1536, ge=64, le=1_048_576, description="Most tokens of sources sent to the model (time to first token)."
+    )
+    filter_sources: bool = Field(
+        False, description="Send only sources over RAG_MIN_RELEVANCE instead of the top-k once grounding passed."
+    )
+    model_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Extra folders searched for GGUF models (python -m rag models, sidebar)."
+    )
 
-    # Uploads (UI)
-    max_upload_mb: int = Field(50, ge=1, le=10_000)
+    # Untrusted input: limits that hold for the CLI and the UI alike
+    max_upload_mb: int = Field(50, ge=1, le=10_000, description="Largest upload; the web server enforces it too.")
+    max_pages: int = Field(2000, ge=1, le=1_000_000, description="Pages read from one document at most.")
+    max_seconds_per_doc: float = Field(
+        900.0, gt=0, le=86_400, description="Time budget for reading (and OCR of) one document."
+    )
+    max_unpacked_mb: int = Field(
+        200, ge=1, le=100_000, description="Largest decompressed size of a zip-based file (DOCX)."
+    )
+    ocr: Literal["auto", "off"] = Field("auto", description="OCR pages without a text layer (offline, RapidOCR).")
 
     @field_validator("collection")
     @classmethod
@@ -77,11 +102,27 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("model_dirs", mode="before")
+    @classmethod
+    def _split_dirs(cls, value: object) -> object:
+        if isinstance(value, str):  # RAG_MODEL_DIRS=~/llm:/data/gguf, like PATH
+            return [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]
+        return value
+
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(
                 f"RAG_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than RAG_CHUNK_SIZE ({self.chunk_size})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _answer_fits_the_window(self) -> Settings:
+        if self.max_tokens >= self.n_ctx // 2:
+            raise ValueError(
+                f"RAG_MAX_TOKENS ({self.max_tokens}) must be less than half of RAG_N_CTX ({self.n_ctx}): "
+                "the rest of the window holds the question and its sources"
             )
         return self
 

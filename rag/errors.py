@@ -32,3 +32,15 @@ class StoreError(RagError):
 
 class EmptyIndex(RagError):
     """There is nothing ingested to search."""
+
+
+class PasswordRequired(UnreadableFile):
+    """An encrypted PDF that opens only with a password: the UI asks for it, the CLI prompts for it."""
+
+
+class Cancelled(RagError):
+    """The user cancelled the operation; nothing half-written is left behind."""
+
+
+class WriterBusy(StoreError):
+    """Another process is writing to the embedded store and the caller chose not to wait."""

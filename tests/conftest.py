@@ -76,3 +76,9 @@ def cli_env(store_dir: Path, **extra: str) -> dict[str, str]:
     env.update(RAG_STORE_DIR=str(store_dir), RAG_EMBED_MODEL="fake", RAG_CHUNK_SIZE="64", RAG_CHUNK_OVERLAP="8")
     env.update(extra)
     return env
+
+
+def raw_chunks(store, where: dict | None = None, ids: list[str] | None = None) -> list[tuple[str, dict, str]]:
+    """(id, metadata, text) of stored chunks, committed or not, straight from Chroma: for inspecting the store."""
+    got = store._chunks.get(where=where, ids=ids, include=["metadatas", "documents"])
+    return list(zip(got["ids"], got["metadatas"], got["documents"], strict=True))

@@ -1,4 +1,4 @@
-"""Grounding, follow-up rewriting, context packing and the prompt, with fakes behind the real interfaces."""
+"""Grounding, quotes, follow-ups, context packing and the prompt, with fakes behind the real interfaces."""
 
 from __future__ import annotations
 
@@ -10,52 +10,80 @@ from ingest.pipeline import Ingestor
 from rag.answer import (
     ABSTAIN_EN,
     ABSTAIN_ZH,
+    NO_ROOM_EN,
     Answerer,
     build_messages,
     format_source,
     pack_sources,
     standalone_query,
 )
-from rag.config import Settings
-from rag.models import EchoChat, FakeEmbedder
+from rag.config import Settings, load_settings
+from rag.embedders import FakeEmbedder
+from rag.errors import ConfigError
+from rag.keyword_sync import open_keyword_index
+from rag.models import EchoChat
+from rag.quotes import MAX_CHARS, MAX_SENTENCES, choose_quotes
 from rag.retrieve import Hit, Retriever
 from rag.store import Store
 
+LLAMA = (
+    "Llama 2 was released by Meta in July 2023. The largest Llama 2 model has 70 billion parameters. "
+    "Its weights are available under a community licence. The model was trained on two trillion tokens."
+)
 
-def hit(text: str, page: int | None = None, name: str = "a.pdf") -> Hit:
-    return Hit("id-" + text[:8], text, f"/docs/{name}", name, page, 0.5, 0.5, None, 0.9)
+
+def hit(text: str, page: int | None = None, name: str = "a.pdf", relevance: float = 0.9) -> Hit:
+    return Hit("id-" + text[:8], text, f"/docs/{name}", name, page, 0.5, 0.5, None, relevance)
+
+
+def make_answerer(tmp_path: Path, model: EchoChat | None = None, **overrides) -> Answerer:
+    folder = tmp_path / "docs"
+    if not folder.exists():
+        folder.mkdir()
+        (folder / "llama.md").write_text(LLAMA, encoding="utf-8")
+        (folder / "盘古.md").write_text("盘古大模型由华为发布，参数量是10850亿。它支持中文。", encoding="utf-8")
+        for i in range(6):  # many similar sources, so that a small window cannot hold them all
+            (folder / f"notes-{i}.md").write_text(
+                f"Note {i} about Llama 2: the Llama 2 release notes mention model size {i} in detail. " * 6,
+                encoding="utf-8",
+            )
+    values = dict(store_dir=tmp_path / "store", embed_model="fake", llm_model="fake", chunk_size=64, chunk_overlap=8)
+    settings = Settings(**{**values, **overrides})
+    store, embedder = Store(settings), FakeEmbedder()
+    Ingestor(settings, store, embedder).ingest_paths([folder])
+    retriever = Retriever(settings, store, embedder, open_keyword_index(settings))
+    return Answerer(settings, retriever, model or EchoChat())
 
 
 @pytest.fixture()
 def answerer(tmp_path: Path) -> Answerer:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "llama.md").write_text(
-        "Llama 2 was released by Meta in July 2023. The largest Llama 2 model has 70 billion parameters.",
-        encoding="utf-8",
-    )
-    (folder / "盘古.md").write_text("盘古大模型由华为发布，参数量是10850亿。", encoding="utf-8")
-    settings = Settings(
-        store_dir=tmp_path / "store", embed_model="fake", llm_model="fake", chunk_size=64, chunk_overlap=8
-    )
-    store, embedder = Store(settings), FakeEmbedder()
-    Ingestor(settings, store, embedder).ingest_paths([folder])
-    return Answerer(settings, Retriever(settings, store, embedder), EchoChat())
+    return make_answerer(tmp_path)
 
 
-def test_answer_cites_numbered_sources_and_returns_them(answerer: Answerer) -> None:
+def test_answer_quotes_first_then_cites_numbered_sources(answerer: Answerer) -> None:
     answer = answerer.ask("Who released Llama 2 and when?")
-    assert not answer.abstained
+    assert not answer.abstained and answer.generated
     assert answer.sources[0].file_name == "llama.md"
+    assert answer.quotes and answer.quotes[0].text == "Llama 2 was released by Meta in July 2023."
+    assert answer.quotes[0].file_name == "llama.md" and answer.quotes[0].text in LLAMA  # verbatim
     assert "[1]" in answer.text  # the echo model repeats the numbers it was given
     prompt = answer.messages[-1]["content"]
     assert "[1] (llama.md)" in prompt and "Question: Who released Llama 2 and when?" in prompt
     assert "Answer in English" in answer.messages[0]["content"]
 
 
-def test_chinese_question_gets_a_chinese_prompt(answerer: Answerer) -> None:
+def test_quote_only_mode_never_calls_the_model(tmp_path: Path) -> None:
+    model = EchoChat()
+    answerer = make_answerer(tmp_path, model, answer_mode="quotes")
+    answer = answerer.ask("How many parameters does the largest Llama 2 model have?")
+    assert model.calls == [] and answer.text == "" and not answer.generated
+    assert any("70 billion parameters" in q.text for q in answer.quotes)
+
+
+def test_chinese_question_gets_a_chinese_prompt_and_quote(answerer: Answerer) -> None:
     answer = answerer.ask("盘古大模型的参数量是多少？")
     assert answer.sources[0].file_name == "盘古.md"
+    assert "参数量是10850亿" in answer.quotes[0].text
     assert "请用中文回答" in answer.messages[0]["content"]
     assert "问题: 盘古大模型的参数量是多少？" in answer.messages[-1]["content"]
 
@@ -64,16 +92,17 @@ def test_abstains_without_calling_the_model(answerer: Answerer) -> None:
     model: EchoChat = answerer.chat_model  # type: ignore[assignment]
     english = answerer.ask("What is the boiling point of mercury?")
     chinese = answerer.ask("红烧肉怎么做？")
-    assert (english.text, english.abstained, english.sources) == (ABSTAIN_EN, True, [])
+    assert (english.text, english.abstained, english.sources, english.quotes) == (ABSTAIN_EN, True, [], [])
     assert (chinese.text, chinese.abstained) == (ABSTAIN_ZH, True)
     assert model.calls == []
 
 
 def test_answer_json_shape(answerer: Answerer) -> None:
     data = answerer.ask("How many parameters does the largest Llama 2 model have?").as_json()
-    assert set(data) == {"answer", "abstained", "sources"}
+    assert set(data) == {"answer", "generated", "abstained", "quotes", "sources"}
+    assert {"text", "source", "file_name", "page"} == set(data["quotes"][0])
     source = data["sources"][0]
-    assert {"text", "source", "page", "score"} <= set(source)
+    assert {"text", "source", "page", "score", "file_name", "relevance"} <= set(source)
     assert source["source"].endswith("llama.md") and source["page"] is None
 
 
@@ -85,23 +114,39 @@ def test_follow_up_is_searched_with_the_previous_question(answerer: Answerer) ->
     answer = answerer.ask("And how many parameters does it have?", history)
     assert answer.query == "Who released Llama 2? And how many parameters does it have?"
     assert answer.sources[0].file_name == "llama.md"
+    assistant_turn = next(m for m in answer.messages if m["role"] == "assistant")
+    assert assistant_turn["content"] == "Meta released it."  # an earlier answer's [1] pointed elsewhere
+
+
+def test_an_off_topic_follow_up_is_refused_on_its_own_words(answerer: Answerer) -> None:
+    history = [{"role": "user", "content": "How many parameters does the largest Llama 2 model have?"}]
+    answer = answerer.ask("And what is the price of bitcoin?", history)
+    assert answer.abstained and answer.text == ABSTAIN_EN
 
 
 @pytest.mark.parametrize(
-    ("question", "expected_standalone"),
+    ("question", "expected_follow_up"),
     [
         ("and how many parameters does it have?", True),
         ("What about its licence?", True),
+        ("How big is that?", True),
         ("那它的参数量呢？", True),
-        ("参数量呢", True),  # too few content words to stand alone
+        ("其参数量是多少？", True),
+        ("参数量呢", True),
+        ("Why?", True),  # no content word at all
         ("What is the capital of Australia in the atlas?", False),
         ("盘古大模型由哪家公司发布的", False),
+        ("How does the app handle files that are encrypted?", False),  # "that" as a relative pronoun
+        ("Is there a limit on upload size?", False),
+        ("其他格式的文件可以上传吗？", False),
+        ("应该如何设置GPU层数？", False),
+        ("What is BM25?", False),  # one content word stands alone
     ],
 )
-def test_standalone_query(question: str, expected_standalone: bool) -> None:
+def test_standalone_query(question: str, expected_follow_up: bool) -> None:
     history = [{"role": "user", "content": "Tell me about Llama 2"}]
     rewritten = standalone_query(question, history)
-    assert (rewritten != question) is expected_standalone
+    assert (rewritten != question) is expected_follow_up
     assert standalone_query(question, None) == question
 
 
@@ -117,12 +162,40 @@ def test_pack_sources_drops_the_lowest_ranked_first() -> None:
     assert pack_sources(hits, budget_tokens=10, count_tokens=count) == []
 
 
-def test_context_is_packed_to_the_model_window(answerer: Answerer) -> None:
-    small = EchoChat(n_ctx=400 + answerer.settings.max_tokens)
-    tight = Answerer(answerer.settings, answerer.retriever, small)
-    answer = tight.ask("Who released Llama 2 and when?")
+def test_a_small_window_holds_fewer_sources_and_never_overflows(tmp_path: Path) -> None:
+    roomy = make_answerer(tmp_path, top_k=8)
+    question = "What do the Llama 2 release notes say about model size?"
+    wide = roomy.ask(question)
+    small = EchoChat(n_ctx=600)
+    tight = make_answerer(tmp_path, small, top_k=8, n_ctx=600, max_tokens=64)
+    answer = tight.ask(question)
+    assert 0 < len(answer.sources) < len(wide.sources)  # the budget binds
     total = sum(small.count_tokens(m["content"]) for m in answer.messages)
-    assert total + answerer.settings.max_tokens <= small.n_ctx
+    assert total + tight.settings.max_tokens <= small.n_ctx
+
+
+def test_old_turns_give_way_before_sources_do(tmp_path: Path) -> None:
+    model = EchoChat(n_ctx=600)
+    answerer = make_answerer(tmp_path, model, n_ctx=600, max_tokens=64)
+    history = [
+        {"role": "user", "content": "Tell me everything about the Llama 2 family " * 45},
+        {"role": "assistant", "content": "It is a family of models " * 45},
+    ]
+    answer = answerer.ask("Who released Llama 2 and when?", history)
+    assert answer.generated and answer.sources
+    assert all("Tell me everything" not in m["content"] for m in answer.messages)
+
+
+def test_no_room_for_any_source_means_no_model_call(tmp_path: Path) -> None:
+    tiny = make_answerer(tmp_path, EchoChat(n_ctx=256), n_ctx=256, max_tokens=100, context_tokens=64)
+    refused = tiny.ask("Who released Llama 2 and when?")
+    assert refused.abstained and refused.text == NO_ROOM_EN and tiny.chat_model.calls == []  # type: ignore[attr-defined]
+    assert refused.quotes  # the quotes still answer
+
+
+def test_max_tokens_must_leave_room_in_the_window(rag_env) -> None:
+    with pytest.raises(ConfigError, match=r"RAG_MAX_TOKENS \(384\) must be less than half of RAG_N_CTX \(512\)"):
+        load_settings(_env_file=None, n_ctx=512)
 
 
 def test_build_messages_keeps_recent_history_and_page_labels() -> None:
@@ -131,3 +204,18 @@ def test_build_messages_keeps_recent_history_and_page_labels() -> None:
     assert messages[0]["role"] == "system"
     assert [m["content"] for m in messages[1:-1]] == ["q6", "q7", "q8", "q9"]
     assert "[1] (a.pdf, page 3)\nText on page three." in messages[-1]["content"]
+
+
+def test_quotes_are_short_verbatim_and_follow_an_announcing_sentence() -> None:
+    listing = hit(
+        "The architecture has four parts:\n- Input: turns text into vectors;\n- Encoders: self-attention;\n"
+        "- Decoders: predict the next token;\n- Output: a matrix.",
+        page=2,
+    )
+    quotes = choose_quotes("Which four parts does the architecture have?", [listing])
+    assert [q.text for q in quotes][:2] == ["The architecture has four parts:", "- Input: turns text into vectors;"]
+    assert len(quotes) <= MAX_SENTENCES and sum(len(q.text) for q in quotes) <= MAX_CHARS
+    assert all(q.page == 2 for q in quotes)
+    long_text = hit(("A very long sentence about Llama parameters " * 30).strip() + ".")
+    [only] = choose_quotes("Llama parameters?", [long_text])
+    assert len(only.text) <= MAX_CHARS and only.text.endswith("…")

@@ -72,7 +72,7 @@ def test_no_arguments_is_a_usage_error(rag_env, store_dir) -> None:
     done = run_ingest(store_dir)
     assert done.returncode == 2
     assert done.stderr.startswith("usage: python -m ingest")
-    assert "give files or folders to ingest, or --list, or --remove PATH" in done.stderr
+    assert "give files or folders to ingest, or --list, --remove PATH, --check or --reembed" in done.stderr
 
 
 def test_list_and_remove(rag_env, store_dir, docs_dir, two_docs, tmp_path) -> None:
@@ -102,10 +102,10 @@ def test_list_and_remove(rag_env, store_dir, docs_dir, two_docs, tmp_path) -> No
     assert [(d["file_name"], d["n_chunks"], d["n_pages"]) for d in as_json] == [
         (name, records[name].n_chunks, records[name].n_pages) for name in ("pelican.md", "walrus.txt", "guide.pdf")
     ]
-    assert set(as_json[0]) == {"doc_id", "source", "file_name", "doc_hash", "n_chunks", "n_pages", "ingested_at"}
+    assert set(as_json[0]) == {"doc_id", "source", "file_name", "doc_hash", "n_chunks", "n_pages", "ingested_at", "rev"}
 
     removed = run_ingest(store_dir, "--remove", "pelican.md", "--remove", str(walrus), "--remove", "nothing.md")
-    assert removed.returncode == 1  # one of the three was not in the store
+    assert removed.returncode == 1, removed.stderr  # one of the three was not in the store
     assert removed.stdout.splitlines() == [
         f"removed {pelican} ({records['pelican.md'].n_chunks} chunks)",
         f"removed {walrus} ({records['walrus.txt'].n_chunks} chunks)",

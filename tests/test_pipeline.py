@@ -7,19 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from ingest.check import check_store, repair_store
 from ingest.chunking import chunk_page, make_splitter
 from ingest.pipeline import Ingestor, Progress, collect_files
 from rag.config import Settings, load_settings
+from rag.embedders import FakeEmbedder
 from rag.errors import ConfigError
-from rag.keyword_index import KeywordIndex, keyword_dir
-from rag.models import FakeEmbedder
+from rag.keyword_index import KeywordIndex
+from rag.keyword_sync import keyword_index_path, sync_keyword_index
 from rag.store import Store, chunk_id, doc_id_for
 from rag.tokenize import keyword_tokens
-from tests.conftest import WriteDoc, sentences
+from tests.conftest import WriteDoc, raw_chunks, sentences
 from tests.fixtures_docs import pdf_bytes
 
 JSON_KEYS = {"ingested", "skipped", "failed", "chunks", "seconds"}
-CHUNK_META_KEYS = {"doc_id", "source", "file_name", "doc_hash", "chunk_index", "tokens"}
+CHUNK_META_KEYS = {"doc_id", "source", "file_name", "doc_hash", "chunk_index", "lang", "rev"}
 
 
 def expected_chunks(text: str, settings: Settings) -> list[str]:
@@ -29,8 +31,7 @@ def expected_chunks(text: str, settings: Settings) -> list[str]:
 
 def doc_chunks(store: Store, path: Path) -> list[tuple[str, dict, str]]:
     """(id, metadata, text) of one document's chunks, ordered by chunk_index."""
-    got = store.chunks.get(where={"doc_id": doc_id_for(str(path))}, include=["metadatas", "documents"])
-    rows = list(zip(got["ids"], got["metadatas"], got["documents"], strict=True))
+    rows = raw_chunks(store, where={"doc_id": doc_id_for(str(path))})
     return sorted(rows, key=lambda row: row[1]["chunk_index"])
 
 
@@ -39,8 +40,18 @@ def by_name(report) -> dict[str, tuple[str, int, str]]:
 
 
 def keyword_hits(settings: Settings, store: Store, word: str) -> set[str]:
-    index = KeywordIndex.sync(store, keyword_dir(settings))
-    return {cid for cid, _ in index.search(keyword_tokens(word), 100)}
+    """What the keyword index on disk finds, as the writer left it (no sync here: the writer must have updated it)."""
+    index = KeywordIndex.open(keyword_index_path(settings))
+    try:
+        return {cid for cid, _ in index.search(keyword_tokens(word), 100)}
+    finally:
+        index.close()
+
+
+def is_clean(ingestor: Ingestor) -> bool:
+    report = check_store(ingestor.store, ingestor.keyword_index, check_files=False)
+    assert report.clean, [str(p) for p in report.problems]
+    return True
 
 
 @pytest.fixture
@@ -85,8 +96,8 @@ def test_ingest_folder_statuses_chunks_and_metadata(ingestor, corpus, docs_dir, 
         len(alpha_expected),
         0,
     )
-    for index, (cid, meta, text) in enumerate(rows):
-        assert cid == chunk_id(doc_id, record.doc_hash, index)
+    for index, (cid, meta, _text) in enumerate(rows):
+        assert cid == chunk_id(doc_id, record.rev, index)
         assert set(meta) == CHUNK_META_KEYS  # no "page" for formats without pages
         assert meta["chunk_index"] == index
         assert (meta["source"], meta["file_name"], meta["doc_hash"]) == (
@@ -94,15 +105,18 @@ def test_ingest_folder_statuses_chunks_and_metadata(ingestor, corpus, docs_dir, 
             "alpha.txt",
             record.doc_hash,
         )
-        assert meta["tokens"].split() == keyword_tokens(text)
+        assert (meta["rev"], meta["lang"]) == (record.rev, "en")
+    assert ingestor.keyword_index.tokens_of([rows[0][0]])[rows[0][0]] == keyword_tokens(rows[0][2])
     assert ingestor.store.embed_model == FakeEmbedder.name
+    assert is_clean(ingestor)
 
 
 def test_progress_events(ingestor, corpus, docs_dir) -> None:
     events: list[Progress] = []
     report = ingestor.ingest_paths([docs_dir], on_progress=events.append)
     assert events[0].kind == "start" and events[0].n_files == 2
-    assert [e.kind for e in events if e.kind != "chunks"] == ["start", "file", "done", "file", "done"]
+    # chunks of both files share embedding batches; a file is done when its group is committed
+    assert [e.kind for e in events if e.kind not in ("chunks", "page")] == ["start", "file", "file", "done", "done"]
     assert sum(e.n_chunks for e in events if e.kind == "chunks") == report.chunks_total
     assert [Path(e.result.path).name for e in events if e.kind == "done"] == ["alpha.txt", "beta.md"]
 
@@ -110,7 +124,7 @@ def test_progress_events(ingestor, corpus, docs_dir) -> None:
 def test_rerun_skips_everything_without_loading_a_model(settings, corpus, docs_dir, monkeypatch) -> None:
     first = Ingestor(settings, embedder=FakeEmbedder()).ingest_paths([docs_dir])
 
-    def no_model(_settings):
+    def no_model(*_args):
         raise AssertionError("an unchanged re-run must not load the embedder")
 
     monkeypatch.setattr("ingest.pipeline.load_embedder", no_model)
@@ -142,8 +156,9 @@ def test_changed_file_is_replaced_and_old_chunks_are_gone(ingestor, corpus, docs
     assert {meta["doc_hash"] for _, meta, _ in rows} == {record.doc_hash}
     assert record.n_chunks == len(rows)
     assert not old_ids & {cid for cid, _, _ in rows}
-    assert ingestor.store.chunks.get(ids=sorted(old_ids))["ids"] == []
+    assert raw_chunks(ingestor.store, ids=sorted(old_ids)) == []
     assert ingestor.store.count_chunks() == len(new_expected) + 1
+    assert is_clean(ingestor)
 
 
 def test_duplicate_content_under_another_name_is_skipped(ingestor, corpus, docs_dir, write_doc) -> None:
@@ -190,15 +205,17 @@ def test_prune_removes_deleted_files(ingestor, corpus, docs_dir, tmp_path, write
     assert ingestor.store.document(doc_id_for(str(outside))) is not None
 
 
-def test_prune_drops_chunks_orphaned_by_a_crash(ingestor, corpus, docs_dir) -> None:
+def test_check_finds_and_repair_deletes_chunks_no_document_owns(ingestor, corpus, docs_dir) -> None:
     ingestor.ingest_paths([docs_dir])
     beta_id = doc_id_for(str(corpus["beta"]))
-    ingestor.store.docs.delete(ids=[beta_id])  # as if killed after writing chunks, before the ledger record
-    corpus["beta"].unlink()
-    assert ingestor.store.orphan_doc_ids() == {beta_id}
-    ingestor.ingest_paths([docs_dir], prune=True)
-    assert ingestor.store.orphan_doc_ids() == set()
-    assert ingestor.store.chunks.get(where={"doc_id": beta_id})["ids"] == []
+    ingestor.store._docs.delete(ids=[beta_id])  # what a crash of an older version (no intents yet) could leave
+    report = check_store(ingestor.store, ingestor.keyword_index, check_files=False)
+    assert any("1 stored chunks belong to no committed document" in p.what for p in report.problems)
+    assert any("keyword index is behind" in p.what for p in report.problems)
+    repaired = repair_store(ingestor.store, ingestor.keyword_index)
+    assert any("deleted 1 chunks" in line for line in repaired)
+    assert raw_chunks(ingestor.store, where={"doc_id": beta_id}) == []
+    assert is_clean(ingestor)
 
 
 def test_remove_by_path_and_by_bare_name(ingestor, corpus, docs_dir, write_doc, tmp_path, settings) -> None:
@@ -207,24 +224,24 @@ def test_remove_by_path_and_by_bare_name(ingestor, corpus, docs_dir, write_doc, 
     ingestor.ingest_paths([docs_dir, twin_folder])
     alpha_chunks = len(doc_chunks(ingestor.store, corpus["alpha"]))
 
-    by_path = ingestor.remove(str(corpus["alpha"]))
+    [by_path] = ingestor.remove([str(corpus["alpha"])])
     assert (by_path.path, by_path.status, by_path.chunks) == (str(corpus["alpha"]), "removed", alpha_chunks)
     assert doc_chunks(ingestor.store, corpus["alpha"]) == []
 
-    by_name_result = ingestor.remove("beta.md")
+    [by_name_result] = ingestor.remove(["beta.md"])
     assert (by_name_result.path, by_name_result.status, by_name_result.chunks) == (str(corpus["beta"]), "removed", 1)
     assert [r.file_name for r in ingestor.store.documents().values()] == ["alpha.txt"]  # the one in other/
     assert keyword_hits(settings, ingestor.store, "walrus") == set()
     assert keyword_hits(settings, ingestor.store, "pelican") == set()
 
-    missing = ingestor.remove("nothing-here.md")
+    [missing] = ingestor.remove(["nothing-here.md"])
     assert (missing.status, missing.reason) == ("failed", "not in the store (see --list)")
 
 
 def test_ambiguous_bare_name_is_not_removed(ingestor, corpus, docs_dir, write_doc, tmp_path) -> None:
     write_doc("beta.md", "A second beta about the puffin.", folder=tmp_path / "other")
     ingestor.ingest_paths([docs_dir, tmp_path / "other"])
-    result = ingestor.remove("beta.md")
+    [result] = ingestor.remove(["beta.md"])
     assert result.status == "failed"
     assert len(ingestor.store.documents()) == 3
 
@@ -248,7 +265,7 @@ def test_other_spellings_of_a_path_are_the_same_document(ingestor, corpus, docs_
     assert by_name(report)["alpha.txt"][0] == "replaced"
     assert len(ingestor.store.documents()) == 2  # no second copy of alpha.txt with its old text
     assert keyword_hits(settings, ingestor.store, "walrus") == set()
-    assert ingestor.remove(str(detour / "alpha.txt")).status == "removed"
+    assert ingestor.remove([str(detour / "alpha.txt")])[0].status == "removed"
 
 
 def test_symlink_loop_terminates_and_does_not_fail(ingestor, corpus, docs_dir) -> None:
@@ -286,7 +303,7 @@ def test_broken_files_fail_alone_with_one_line_reasons(ingestor, corpus, docs_di
     assert failed["numbers.txt"] == "no text to index"
     assert all("\n" not in reason and reason for reason in failed.values())
     assert len(ingestor.store.documents()) == 2
-    assert ingestor.store.orphan_doc_ids() == set()
+    assert is_clean(ingestor)
 
 
 def test_json_summary_has_exactly_the_documented_keys(ingestor, corpus, docs_dir) -> None:
@@ -312,16 +329,18 @@ def test_keyword_index_follows_replace_and_remove(ingestor, corpus, docs_dir, se
     assert keyword_hits(settings, store, "walrus") == set()
     assert keyword_hits(settings, store, "narwhal") == {cid for cid, _, _ in doc_chunks(store, corpus["alpha"])}
 
-    ingestor.remove(str(corpus["beta"]))
+    ingestor.remove([str(corpus["beta"])])
     assert keyword_hits(settings, store, "pelican") == set()
-    saved = KeywordIndex.load(keyword_dir(settings))
-    assert saved is not None and saved.fingerprint == store.fingerprint()  # the cache on disk was rebuilt too
-    assert set(saved.ids) == set(store.chunks.get()["ids"])
+    assert ingestor.keyword_index.documents() == {d: r.rev for d, r in store.documents().items()}
 
 
-def test_keyword_index_ignores_uncommitted_chunks(ingestor, corpus, docs_dir, settings) -> None:
+def test_keyword_sync_follows_the_ledger(ingestor, corpus, docs_dir, settings) -> None:
+    """A reader's sync brings the index to the ledger's state, whatever a crash or another machine left."""
     ingestor.ingest_paths([docs_dir])
-    ingestor.store.docs.delete(ids=[doc_id_for(str(corpus["beta"]))])  # a crash before the commit marker
+    ingestor.store._docs.delete(ids=[doc_id_for(str(corpus["beta"]))])  # the document is no longer committed
+    assert keyword_hits(settings, ingestor.store, "pelican")  # the index has not heard of it yet
+    report = sync_keyword_index(ingestor.store, ingestor.keyword_index)
+    assert (report.added, report.removed) == (0, 1)
     assert keyword_hits(settings, ingestor.store, "pelican") == set()
     assert keyword_hits(settings, ingestor.store, "walrus")
 
@@ -376,4 +395,5 @@ def test_pdf_page_numbers_land_in_chunk_metadata(ingestor, tmp_path, settings) -
     assert [text for _, _, text in rows] == [p.split("\n")[1] for p in pages]  # the running header is stripped
     assert set(rows[0][1]) == CHUNK_META_KEYS | {"page"}
     assert ingestor.store.document(doc_id_for(str(path))).n_pages == 3
-    assert {p for _, meta, _ in rows for p in [meta["page"]] if "bison" in meta["tokens"]} == {2}
+    tokens = ingestor.keyword_index.tokens_of([cid for cid, _, _ in rows])
+    assert {meta["page"] for cid, meta, _ in rows if "bison" in tokens[cid]} == {2}

@@ -18,7 +18,8 @@ import pytest
 
 from rag.config import Settings
 from rag.errors import ModelNotFound
-from rag.models import load_chat_model, load_embedder, packaged_llm_path, resolve_llm_path
+from rag.embedders import load_embedder
+from rag.models import load_chat_model, packaged_llm_path, resolve_llm_path
 from rag.service import RagService
 from tests.servers import free_port, stop_server
 

@@ -8,11 +8,12 @@ import pytest
 
 from ingest.pipeline import Ingestor
 from rag.config import Settings
+from rag.embedders import FakeEmbedder
 from rag.errors import EmptyIndex
-from rag.models import FakeEmbedder
-from rag.retrieve import Retriever, fuse_rankings, term_coverage
+from rag.keyword_sync import open_keyword_index
+from rag.retrieve import KEYWORD_WEIGHT_CROSS, Retriever, fuse_rankings, term_coverage
 from rag.store import Store
-from rag.tokenize import cjk_fraction, keyword_tokens
+from rag.tokenize import keyword_tokens
 
 DOCS = {
     "llama.md": "Llama 2 is a family of language models released by Meta. The largest Llama 2 model has 70 billion "
@@ -40,7 +41,11 @@ def retriever(tmp_path: Path) -> Retriever:
     embedder = FakeEmbedder()
     report = Ingestor(settings, store, embedder).ingest_paths([folder])
     assert report.count("ingested") == len(DOCS)
-    return Retriever(settings, store, embedder)
+    return Retriever(settings, store, embedder, open_keyword_index(settings))
+
+
+def make_retriever(settings: Settings, embedder=None) -> Retriever:
+    return Retriever(settings, Store(settings), embedder or FakeEmbedder(), open_keyword_index(settings))
 
 
 def test_keyword_tokens_mix_jieba_words_bigrams_and_english() -> None:
@@ -55,18 +60,14 @@ def test_traditional_chinese_matches_through_bigrams() -> None:
     assert {"天氣", "公園"} <= set(keyword_tokens("天氣公園"))
 
 
-def test_cjk_fraction() -> None:
-    assert cjk_fraction("What is RLHF?") == 0.0
-    assert cjk_fraction("盘古大模型") == 1.0
-    assert 0.3 < cjk_fraction("GPT-4 拥有多少参数") < 1.0
-
-
 def test_fuse_rankings_weights_and_agreement() -> None:
     fused = fuse_rankings([(["a", "b", "c"], 1.0), (["c", "a"], 1.0)], k=60)
     assert sorted(fused, key=fused.get, reverse=True)[:2] == ["a", "c"]  # found by both rankings
     assert fused["a"] == pytest.approx(1 / 61 + 1 / 62)
     dense_off = fuse_rankings([(["x"], 0.0), (["y"], 1.0)])
     assert "x" not in dense_off and dense_off["y"] == pytest.approx(1 / 61)
+    per_item = fuse_rankings([(["p", "q"], {"p": 0.5, "q": 1.0})])
+    assert per_item == {"p": pytest.approx(0.5 / 61), "q": pytest.approx(1 / 62)}
 
 
 def test_term_coverage() -> None:
@@ -95,7 +96,7 @@ def test_off_topic_question_has_low_relevance(retriever: Retriever) -> None:
 
 def test_results_follow_removal(retriever: Retriever, tmp_path: Path) -> None:
     ingestor = Ingestor(retriever.settings, retriever.store, retriever.embedder)
-    ingestor.remove(str(tmp_path / "docs" / "garden.md"))
+    ingestor.remove([str(tmp_path / "docs" / "garden.md")])
     retriever.refresh()
     hits = retriever.search("tomato plants side shoots", top_k=4)
     assert all(h.file_name != "garden.md" for h in hits)
@@ -104,7 +105,7 @@ def test_results_follow_removal(retriever: Retriever, tmp_path: Path) -> None:
 def test_uncommitted_chunks_are_invisible(retriever: Retriever) -> None:
     """Chunks whose ledger record is missing (a crash mid-document) never reach an answer."""
     doc = next(r for r in retriever.store.documents().values() if r.file_name == "garden.md")
-    retriever.store.docs.delete(ids=[doc.doc_id])
+    retriever.store._docs.delete(ids=[doc.doc_id])
     retriever.refresh()
     hits = retriever.search("tomato plants side shoots", top_k=4)
     assert all(h.file_name != "garden.md" for h in hits)
@@ -113,22 +114,47 @@ def test_uncommitted_chunks_are_invisible(retriever: Retriever) -> None:
 def test_empty_store_says_how_to_add_documents(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     with pytest.raises(EmptyIndex, match="python -m ingest"):
-        Retriever(settings, Store(settings), FakeEmbedder()).search("anything")
+        make_retriever(settings).search("anything")
 
 
-def test_dense_weight_for_cjk_depends_on_the_embedder(tmp_path: Path) -> None:
+def test_weights_depend_on_the_languages(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    retriever = Retriever(settings, Store(settings), FakeEmbedder())
-    assert retriever.dense_weight_for("what is this") == settings.dense_weight
-    assert retriever.dense_weight_for("这是什么东西") == 1.0  # the fake embedder is not English-only
+    retriever = make_retriever(settings)
+    assert retriever.dense_weight("en") == retriever.dense_weight("zh") == settings.dense_weight  # multilingual
+    assert retriever.keyword_weight("zh", "zh") == settings.keyword_weight
+    assert retriever.keyword_weight("zh", "en") == KEYWORD_WEIGHT_CROSS < settings.keyword_weight
 
-    class MiniLMName(FakeEmbedder):
+    class EnglishOnly(FakeEmbedder):
         name = "all-MiniLM-L6-v2"
+        multilingual = False
 
-    english_only = Retriever(settings, Store(settings), MiniLMName())
-    assert english_only.dense_weight_for("这是什么东西") == 0.0
-    explicit = Retriever(make_settings(tmp_path, dense_weight_cjk=0.3), Store(settings), MiniLMName())
-    assert explicit.dense_weight_for("这是什么东西") == 0.3
+    english_only = make_retriever(settings, EnglishOnly())
+    assert english_only.dense_weight("zh") == english_only.dense_weight("ja") == 0.0
+    assert english_only.dense_weight("en") == settings.dense_weight
+    explicit = make_retriever(make_settings(tmp_path, keyword_weight_cross=0.0))
+    assert explicit.keyword_weight("en", "zh") == 0.0
+
+
+def test_cross_language_keyword_matches_count_for_less(retriever: Retriever) -> None:
+    """"Llama 2" and "140GB" are the only words a Chinese question shares with the English passage: such a match
+    gets the cross-language weight, a same-language match the full one."""
+    question = "Llama 2 的参数文件 140GB 是多大？"
+    hits = retriever.search(question, top_k=4)
+    llama = next(h for h in hits if h.file_name == "llama.md")
+    assert llama.lang == "en" and llama.keyword_score is not None
+    same = make_retriever(retriever.settings.model_copy(update={"keyword_weight_cross": 1.0}))
+    boosted = next(h for h in same.search(question, top_k=4) if h.file_name == "llama.md")
+    assert boosted.score > llama.score
+
+
+def test_relevance_is_judged_on_the_users_own_question(retriever: Retriever) -> None:
+    """A follow-up is searched with the previous question's words, but grounding looks at what was asked."""
+    merged = "How large is the Llama 2 parameter file? And what is the price of bitcoin?"
+    hits = retriever.search(merged, top_k=3, judge="And what is the price of bitcoin?")
+    assert hits[0].file_name == "llama.md"  # retrieval used both questions
+    assert all(h.relevance < retriever.settings.min_relevance for h in hits)  # but nothing answers this one
+    plain = retriever.search(merged, top_k=3)
+    assert plain[0].relevance >= retriever.settings.min_relevance
 
 
 def test_optional_reranker_reorders_candidates(retriever: Retriever) -> None:
@@ -144,6 +170,7 @@ def test_optional_reranker_reorders_candidates(retriever: Retriever) -> None:
         retriever.settings.model_copy(update={"rerank_model": "test-cross-encoder"}),
         retriever.store,
         retriever.embedder,
+        retriever.keyword_index,
     )
     reranking._reranker = PrefersGarden()
     hits = reranking.search("How large is the Llama 2 parameter file?", top_k=2)
@@ -157,4 +184,4 @@ def test_querying_with_another_embedder_is_refused(retriever: Retriever) -> None
         name = "some-other-model"
 
     with pytest.raises(ConfigError, match=r"built with the embedder 'fake-hash-256'.*RAG_EMBED_MODEL"):
-        Retriever(retriever.settings, retriever.store, OtherModel())
+        Retriever(retriever.settings, retriever.store, OtherModel(), retriever.keyword_index)

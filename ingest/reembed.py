@@ -1,0 +1,93 @@
+"""``python -m ingest --reembed``: give a collection another embedder's vectors from the texts it already stores.
+
+No file is read again. The new vectors go into a staged chunk collection that nothing searches; when every
+committed chunk is in it, one ledger upsert makes it the active one and the old collection is dropped. Killed
+half-way, the next run resumes the staged collection where it stopped; until the switch, search uses the old
+vectors, after it the new ones: never a mix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rag.config import PACKAGED_E5, Settings
+from rag.embedders import Embedder, load_embedder
+from rag.errors import Cancelled
+from rag.language import detect_language
+from rag.store import PAGE, Store
+
+
+@dataclass
+class ReembedReport:
+    embedder_before: str | None
+    embedder_after: str
+    chunks: int
+    resumed: int  # chunks already in the staged collection from an interrupted run
+    seconds: float
+
+    def as_json(self) -> dict:
+        return {
+            "from": self.embedder_before,
+            "to": self.embedder_after,
+            "chunks": self.chunks,
+            "resumed": self.resumed,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def reembed(
+    settings: Settings,
+    store: Store,
+    target: str | None = None,
+    *,
+    embedder: Embedder | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    wait: bool = True,
+) -> ReembedReport:
+    """Re-embed every committed chunk with ``target`` (a RAG_EMBED_MODEL value; default the packaged e5)."""
+    started = time.perf_counter()
+    embedder = embedder or load_embedder(settings, target or PACKAGED_E5)
+    progress = on_progress or (lambda _done, _total: None)
+    stop = cancelled or (lambda: False)
+    with store.writer(wait=wait) as session:
+        before = store.embed_model
+        records = store.documents()
+        if before == embedder.name:
+            return ReembedReport(before, embedder.name, 0, 0, time.perf_counter() - started)
+        name, staged = session.stage_collection(embedder.name, embedder.dim)
+        wanted = [cid for r in sorted(records.values(), key=lambda r: r.source) for cid in r.chunk_ids()]
+        present = _ids_in(staged)
+        todo = [cid for cid in wanted if cid not in present]
+        resumed = len(wanted) - len(todo)
+        progress(resumed, len(wanted))
+        batch = max(settings.embed_batch_size, 8)
+        for start in range(0, len(todo), batch):
+            if stop():
+                raise Cancelled("re-embedding cancelled; run it again to resume where it stopped")
+            ids = todo[start : start + batch]
+            chunks = store.get_chunks(ids)
+            ids = [cid for cid in ids if cid in chunks]
+            texts = [chunks[cid].text for cid in ids]
+            metadatas = [{**chunks[cid].meta} for cid in ids]
+            for meta, text in zip(metadatas, texts, strict=True):
+                meta.setdefault("lang", detect_language(text))
+                meta.pop("tokens", None)  # keyword tokens now live in the keyword index only
+            vectors = embedder.embed_passages(texts)
+            session.put_staged(staged, ids, vectors, texts, metadatas)
+            progress(resumed + min(start + batch, len(todo)), len(wanted))
+        session.activate(name)
+    return ReembedReport(before, embedder.name, len(wanted), resumed, time.perf_counter() - started)
+
+
+def _ids_in(collection) -> set[str]:
+    ids: set[str] = set()
+    offset = 0
+    while True:
+        got = collection.get(include=[], limit=PAGE, offset=offset)
+        ids.update(got["ids"])
+        if len(got["ids"]) < PAGE:
+            return ids
+        offset += PAGE

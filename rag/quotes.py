@@ -1,0 +1,134 @@
+"""Quote-first answers: the sentences of the sources that answer the question, verbatim, chosen without a model call.
+
+A small local model often fails to say what the retrieved passage says; the sentence that answers is usually already
+in hand. Each candidate sentence is scored by the embedder's similarity to the question and by the share of the
+question's words it contains, plus a little for its chunk's rank. A quote holds at most MAX_SENTENCES sentences and
+MAX_CHARS characters: a quote that holds everything answers nothing. A sentence that announces what follows ("the
+architecture has four parts:") brings the following sentences along, since they are its answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ingest.chunking import split_sentences
+from rag.embedders import Embedder
+from rag.retrieve import Hit, term_coverage
+from rag.tokenize import keyword_tokens
+
+MAX_SENTENCES = 3
+MAX_CHARS = 500
+MIN_CHARS = 6  # shorter pieces (list bullets, page numbers) never stand alone as a quote
+CANDIDATES = 12  # sentences embedded per question: the best by word overlap and rank
+# Score = SIMILARITY_WEIGHT * rescaled similarity + OVERLAP_WEIGHT * word coverage + RANK_WEIGHT / (1 + chunk rank).
+# Chosen on the tune half of the dev questions (bench/tune_quotes.py), reported on the other half.
+SIMILARITY_WEIGHT = 1.0
+OVERLAP_WEIGHT = 1.0
+RANK_WEIGHT = 0.2
+SECOND_SENTENCE_SHARE = 0.9  # another sentence joins the quote only if it scores this close to the best
+_ANNOUNCES = re.compile(r"[:：]\s*$")
+_LINE_SPLIT = re.compile(r"\n+")
+
+
+@dataclass(frozen=True)
+class Quote:
+    text: str
+    source: str
+    file_name: str
+    page: int | None
+    chunk_id: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"text": self.text, "source": self.source, "file_name": self.file_name, "page": self.page}
+
+
+@dataclass(frozen=True)
+class _Sentence:
+    text: str
+    hit_rank: int
+    position: int  # order inside its chunk
+    hit: Hit
+
+
+def sentences_of(hits: list[Hit]) -> list[_Sentence]:
+    """Sentences (and list items: a line break ends one too) of the hits, in rank and reading order."""
+    out: list[_Sentence] = []
+    for rank, hit in enumerate(hits):
+        position = 0
+        for line in _LINE_SPLIT.split(hit.text):
+            for sentence in split_sentences(line):
+                text = " ".join(sentence.split())
+                if text:
+                    out.append(_Sentence(text, rank, position, hit))
+                    position += 1
+    return out
+
+
+def choose_quotes(
+    question: str,
+    hits: list[Hit],
+    embedder: Embedder | None = None,
+    similarity_range: tuple[float, float] = (0.0, 1.0),
+) -> list[Quote]:
+    """At most MAX_SENTENCES consecutive-or-not sentences (MAX_CHARS in all) that best answer ``question``."""
+    sentences = sentences_of(hits)
+    if not sentences:
+        return []
+    tokens = keyword_tokens(question)
+    overlap = [term_coverage(tokens, keyword_tokens(s.text)) for s in sentences]
+    prior = [RANK_WEIGHT / (1 + s.hit_rank) for s in sentences]
+    eligible = [i for i, s in enumerate(sentences) if len(s.text) >= MIN_CHARS]
+    if not eligible:
+        return []
+    # Embedding every sentence of five chunks costs more than the question is worth: pre-select by cheap signals.
+    shortlist = sorted(eligible, key=lambda i: OVERLAP_WEIGHT * overlap[i] + prior[i], reverse=True)[:CANDIDATES]
+    similarity = dict.fromkeys(shortlist, 0.0)
+    if embedder is not None and SIMILARITY_WEIGHT > 0:
+        vectors = embedder.embed_passages([sentences[i].text for i in shortlist])
+        question_vector = embedder.embed_query(question)
+        low, high = similarity_range
+        for i, vector in zip(shortlist, vectors, strict=True):
+            similarity[i] = float(np.clip((float(vector @ question_vector) - low) / (high - low), 0.0, 1.0))
+    score = {i: SIMILARITY_WEIGHT * similarity[i] + OVERLAP_WEIGHT * overlap[i] + prior[i] for i in shortlist}
+    best = max(shortlist, key=score.__getitem__)
+    picked = [best]
+    if _ANNOUNCES.search(sentences[best].text):  # "...four parts:" -> the parts are the answer
+        picked += _followers(sentences, best)
+    else:
+        for i in sorted(shortlist, key=score.__getitem__, reverse=True):
+            if i != best and score[i] >= SECOND_SENTENCE_SHARE * score[best]:
+                picked.append(i)
+    return _as_quotes(sentences, picked)
+
+
+def _followers(sentences: list[_Sentence], index: int) -> list[int]:
+    """The sentences after ``index`` in the same chunk."""
+    anchor = sentences[index]
+    return [
+        j for j in range(index + 1, len(sentences))
+        if sentences[j].hit_rank == anchor.hit_rank
+    ]  # fmt: skip
+
+
+def _as_quotes(sentences: list[_Sentence], picked: list[int]) -> list[Quote]:
+    quotes: list[Quote] = []
+    used = 0
+    for i in picked:
+        sentence = sentences[i]
+        text = sentence.text
+        if len(quotes) == MAX_SENTENCES or used >= MAX_CHARS:
+            break
+        if used + len(text) > MAX_CHARS:
+            if quotes:
+                break
+            text = text[: MAX_CHARS - 1].rstrip() + "…"
+        hit = sentence.hit
+        quotes.append(Quote(text, hit.source, hit.file_name, hit.page, hit.chunk_id))
+        used += len(text)
+    # Reading order within a chunk, best chunk first: a quote should read like the document.
+    order = {id(q): (sentences[i].hit_rank, sentences[i].position) for q, i in zip(quotes, picked, strict=False)}
+    return sorted(quotes, key=lambda q: order[id(q)])
