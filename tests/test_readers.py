@@ -7,28 +7,48 @@ import io
 import os
 import random
 import tempfile
+import threading
+import traceback
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import ingest.ocr
+import ingest.readers
 from ingest.readers import (
     SUPPORTED_SUFFIXES,
+    PageEvent,
     PageText,
+    ReadOptions,
+    count_pages,
     decode_text,
     display_path,
     iter_pages,
     normalize_text,
 )
-from rag.errors import UnreadableFile
-from tests.fixtures_docs import encrypt_pdf, image_only_pdf_bytes, pdf_bytes, write_docx
+from rag.config import Settings
+from rag.errors import Cancelled, PasswordRequired, UnreadableFile
+from tests.fixtures_docs import (
+    concat_pdfs,
+    encrypt_pdf,
+    image_only_pdf_bytes,
+    image_pdf_bytes,
+    pdf_bytes,
+    render_pages,
+    stamped_scan_pdf_bytes,
+    write_docx,
+)
 
 PAGES = ["Page one talks about apples.", "Page two talks about bananas.", "Page three talks about cherries."]
-ENCRYPTED = "encrypted PDF; remove the password and try again"
-NO_PDF_TEXT = "no extractable text; OCR is not supported"
+PASSWORD_NEEDED = "encrypted PDF; a password is needed"
+WRONG_PASSWORD = "wrong password"
+OCR_OFF = "no text layer; OCR is off (RAG_OCR=off)"
+NOTHING_EVEN_BY_OCR = "no text found, not even by OCR"
+NO_OCR = ReadOptions(ocr="off")
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -37,19 +57,44 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def read(path: Path) -> list[tuple[str, int | None]]:
-    return [(unit.text, unit.page) for unit in iter_pages(path)]
+def read(path: Path, options: ReadOptions | None = None) -> list[tuple[str, int | None]]:
+    return [(unit.text, unit.page) for unit in iter_pages(path, options)]
 
 
-def reason(path: Path) -> str:
+def reason(path: Path, options: ReadOptions | None = None) -> str:
     """The reason iter_pages gives for ``path``, after checking the message format callers rely on."""
     with pytest.raises(UnreadableFile) as info:
-        list(iter_pages(path))
+        list(iter_pages(path, options))
     exc = info.value
     assert str(exc) == f"{display_path(path)}: {exc.reason}"
     assert "\n" not in str(exc)
     assert len(exc.reason) <= 120
     return exc.reason
+
+
+class FakeOcr:
+    """Stands in for the OCR engine (the real models are tested in test_ocr.py): records each image it was
+    given and answers with the next prepared text."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.images: list[object] = []
+
+    def read(self, image: object) -> str:
+        self.images.append(image)
+        return self.answers.pop(0) if self.answers else ""
+
+
+@pytest.fixture
+def fake_ocr(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., FakeOcr]]:
+    """``fake_ocr("text of the first OCR'd page", ...)`` replaces the process's OCR engine."""
+
+    def install(*answers: str) -> FakeOcr:
+        engine = FakeOcr(*answers)
+        monkeypatch.setattr(ingest.ocr, "shared_engine", lambda: engine)
+        return engine
+
+    yield install
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -72,9 +117,48 @@ def test_pdf_suffix_is_case_insensitive(tmp_path: Path) -> None:
     assert read(path) == [(PAGES[0], 1)]
 
 
-def test_pdf_with_user_password_is_reported_as_encrypted(tmp_path: Path) -> None:
-    path = write(tmp_path, "locked.pdf", encrypt_pdf(pdf_bytes(PAGES), user_password="secret", owner_password="o"))
-    assert reason(path) == ENCRYPTED
+SECRET = "correct horse 7"
+
+
+def test_pdf_with_user_password_asks_for_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "locked.pdf", encrypt_pdf(pdf_bytes(PAGES), user_password=SECRET, owner_password="o"))
+    with pytest.raises(PasswordRequired) as info:
+        list(iter_pages(path))
+    assert info.value.reason == PASSWORD_NEEDED
+    assert str(info.value) == f"{display_path(path)}: {PASSWORD_NEEDED}"
+    with pytest.raises(PasswordRequired):
+        count_pages(path)
+
+
+def test_pdf_opens_with_the_right_password(tmp_path: Path) -> None:
+    path = write(tmp_path, "locked.pdf", encrypt_pdf(pdf_bytes(PAGES), user_password=SECRET, owner_password="o"))
+    options = ReadOptions(password=SECRET)
+    assert read(path, options) == [(PAGES[0], 1), (PAGES[1], 2), (PAGES[2], 3)]
+    assert count_pages(path, options) == 3
+
+
+def test_pdf_with_a_wrong_password(tmp_path: Path) -> None:
+    path = write(tmp_path, "locked.pdf", encrypt_pdf(pdf_bytes(PAGES), user_password=SECRET, owner_password="o"))
+    with pytest.raises(PasswordRequired) as info:
+        list(iter_pages(path, ReadOptions(password="wrong " + SECRET)))
+    assert info.value.reason == WRONG_PASSWORD
+
+
+def test_password_never_appears_in_messages_or_reprs(tmp_path: Path, fake_ocr: Callable[..., FakeOcr]) -> None:
+    scan = image_pdf_bytes(render_pages(pdf_bytes(["Scanned words"]), dpi=50))
+    path = write(tmp_path, "locked.pdf", encrypt_pdf(scan, user_password=SECRET, owner_password="o"))
+    fake_ocr("")  # the scan gives nothing: the error is raised after PDFium opened the file with the password
+    seen: list[str] = []
+    reasons: list[str] = []
+    for password in (None, "x" + SECRET, SECRET):
+        options = ReadOptions(password=password)
+        seen.append(repr(options))
+        with pytest.raises(UnreadableFile) as info:
+            list(iter_pages(path, options))
+        reasons.append(info.value.reason)
+        seen += [repr(info.value), repr(info.value.args), *traceback.format_exception(info.value)]
+    assert reasons == [PASSWORD_NEEDED, WRONG_PASSWORD, NOTHING_EVEN_BY_OCR]  # the right one got as far as OCR
+    assert [text for text in seen if SECRET in text] == []
 
 
 def test_pdf_with_only_an_owner_password_is_readable(tmp_path: Path) -> None:
@@ -93,10 +177,10 @@ def test_pdf_with_only_an_owner_password_is_readable(tmp_path: Path) -> None:
 def test_broken_pdf_is_invalid_or_recovered_never_a_crash(tmp_path: Path, make_data: Callable[[], bytes]) -> None:
     path = write(tmp_path, "broken.pdf", make_data())
     try:
-        units = read(path)
+        units = read(path, NO_OCR)
     except UnreadableFile as exc:
-        assert exc.reason.startswith("not a valid PDF (") or exc.reason == NO_PDF_TEXT, exc.reason
-        assert reason(path) == exc.reason  # also checks the one-line format
+        assert exc.reason.startswith("not a valid PDF (") or exc.reason in (OCR_OFF, "PDF has no pages"), exc.reason
+        assert reason(path, NO_OCR) == exc.reason  # also checks the one-line format
     else:  # pypdf may rebuild a damaged file; then only genuine pages may come out
         assert units
         assert all(page in (1, 2, 3) and text == PAGES[page - 1] for text, page in units), units
@@ -108,9 +192,22 @@ def test_truncated_pdf_reason_names_the_problem(tmp_path: Path) -> None:
     assert reason(path) == "not a valid PDF (Stream has ended unexpectedly)"
 
 
-def test_image_only_pdf_needs_ocr(tmp_path: Path) -> None:
+def test_image_only_pdf_with_ocr_off(tmp_path: Path) -> None:
     path = write(tmp_path, "scan.pdf", image_only_pdf_bytes())
-    assert reason(path) == NO_PDF_TEXT
+    assert reason(path, NO_OCR) == OCR_OFF
+
+
+def test_ocr_off_from_settings(tmp_path: Path, rag_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_OCR", "off")
+    options = ReadOptions.from_settings(Settings(_env_file=None))
+    assert options.ocr == "off"
+    assert reason(write(tmp_path, "scan.pdf", image_only_pdf_bytes()), options) == OCR_OFF
+
+
+def test_image_only_pdf_where_ocr_finds_nothing(tmp_path: Path, fake_ocr: Callable[..., FakeOcr]) -> None:
+    engine = fake_ocr("")
+    assert reason(write(tmp_path, "scan.pdf", image_only_pdf_bytes())) == NOTHING_EVEN_BY_OCR
+    assert len(engine.images) == 1
 
 
 def test_pdf_page_that_fails_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,6 +267,218 @@ def test_pdf_pages_are_extracted_lazily(tmp_path: Path, monkeypatch: pytest.Monk
     assert len(calls) == 1
     assert [unit.page for unit in pages] == [2, 3]
     assert len(calls) == 3
+
+
+def test_pdf_is_read_from_the_open_file_not_from_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pypdf must get the file itself, so it seeks to the objects a page needs instead of holding the whole file."""
+    import pypdf
+
+    given: list[tuple[io.BufferedReader, int]] = []
+    original = pypdf.PdfReader
+
+    def recording(stream: io.BufferedReader, *args: object, **kwargs: object) -> object:
+        given.append((stream, os.fstat(stream.fileno()).st_ino))  # a BytesIO has no fileno: this would raise
+        return original(stream, *args, **kwargs)
+
+    monkeypatch.setattr(pypdf, "PdfReader", recording)
+    path = write(tmp_path, "big.pdf", pdf_bytes(PAGES))
+    assert read(path) == [(PAGES[0], 1), (PAGES[1], 2), (PAGES[2], 3)]
+    [(stream, inode)] = given
+    assert inode == path.stat().st_ino
+    assert stream.closed  # and closed once the pages are read
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# PDF: OCR decisions (the engine is faked here; test_ocr.py runs the real one)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _scan_of(text: str) -> bytes:
+    """An image-only page showing ``text`` (low resolution: the fake OCR never looks at it)."""
+    return image_pdf_bytes(render_pages(pdf_bytes([text]), dpi=50), dpi=50)
+
+
+def test_mixed_pdf_ocrs_only_the_page_without_text_layer(tmp_path: Path, fake_ocr: Callable[..., FakeOcr]) -> None:
+    engine = fake_ocr("Recognised   bananas\r\n\u2f64 text")
+    path = write(tmp_path, "mixed.pdf", concat_pdfs([pdf_bytes([PAGES[0]]), _scan_of(PAGES[1]), pdf_bytes([PAGES[2]])]))
+    events: list[PageEvent] = []
+    units = list(iter_pages(path, ReadOptions(on_page=events.append)))
+    assert units == [
+        PageText(PAGES[0], 1, ocr=False),
+        PageText("Recognised bananas\n用 text", 2, ocr=True),  # OCR text is normalised like any other
+        PageText(PAGES[2], 3, ocr=False),
+    ]
+    assert events == [PageEvent(1, 3, False), PageEvent(2, 3, True), PageEvent(3, 3, False)]
+    assert len(engine.images) == 1
+
+
+def test_blank_pages_are_not_ocrd(tmp_path: Path, fake_ocr: Callable[..., FakeOcr]) -> None:
+    engine = fake_ocr("never used")
+    events: list[PageEvent] = []
+    path = write(tmp_path, "gap.pdf", pdf_bytes([PAGES[0], None, PAGES[2]]))
+    assert read(path, ReadOptions(on_page=events.append)) == [(PAGES[0], 1), (PAGES[2], 3)]
+    assert engine.images == []
+    assert [event.ocr for event in events] == [False, False, False]
+
+
+def test_ocr_off_skips_scanned_pages_of_a_mixed_pdf(tmp_path: Path, fake_ocr: Callable[..., FakeOcr]) -> None:
+    engine = fake_ocr("never used")
+    path = write(tmp_path, "mixed.pdf", concat_pdfs([pdf_bytes([PAGES[0]]), _scan_of(PAGES[1])]))
+    assert read(path, NO_OCR) == [(PAGES[0], 1)]
+    assert engine.images == []
+
+
+def test_scanner_stamp_does_not_count_as_a_text_layer(tmp_path: Path, fake_ocr: Callable[..., FakeOcr]) -> None:
+    engine = fake_ocr("The whole scanned page.")
+    stamped = stamped_scan_pdf_bytes(render_pages(pdf_bytes([PAGES[1]]), dpi=50)[0], "Scanned by App", dpi=50)
+    path = write(tmp_path, "stamped.pdf", concat_pdfs([stamped, pdf_bytes(["Short title"])]))
+    assert read(path) == [("The whole scanned page.", 1), ("Short title", 2)]  # a short title on a blank page stays
+    assert len(engine.images) == 1
+
+
+def test_ocr_page_that_fails_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:
+        def read(self, image: object) -> str:
+            raise RuntimeError("onnxruntime exploded")
+
+    monkeypatch.setattr(ingest.ocr, "shared_engine", Broken)
+    path = write(tmp_path, "mixed.pdf", concat_pdfs([_scan_of(PAGES[0]), pdf_bytes([PAGES[1]])]))
+    assert read(path) == [(PAGES[1], 2)]
+    assert reason(write(tmp_path, "scan.pdf", _scan_of(PAGES[0]))) == "not a valid PDF (onnxruntime exploded)"
+
+
+def test_missing_ocr_packages_name_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable() -> None:
+        raise ingest.ocr.OcrUnavailable("rapidocr-onnxruntime is not installed (rapidocr_onnxruntime)")
+
+    monkeypatch.setattr(ingest.ocr, "shared_engine", unavailable)
+    path = write(tmp_path, "scan.pdf", _scan_of(PAGES[0]))
+    assert reason(path) == (
+        "page 1 needs OCR, but rapidocr-onnxruntime is not installed (rapidocr_onnxruntime); "
+        "install it or set RAG_OCR=off"
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# PDF: limits, progress and cancellation
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_pdf_over_the_page_limit_is_refused_up_front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pypdf import PageObject
+
+    extracted: list[int] = []
+    monkeypatch.setattr(PageObject, "extract_text", lambda self, *a, **k: extracted.append(1) or "text")
+    path = write(tmp_path, "long.pdf", pdf_bytes(PAGES))
+    options = ReadOptions(max_pages=2)
+    assert reason(path, options) == "3 pages is over the 2-page limit (RAG_MAX_PAGES)"
+    with pytest.raises(UnreadableFile, match="over the 2-page limit"):
+        count_pages(path, options)
+    assert extracted == []
+    assert count_pages(path, ReadOptions(max_pages=3)) == 3
+
+
+def test_page_limit_uses_the_claimed_count_before_walking_the_tree(tmp_path: Path) -> None:
+    data = pdf_bytes(PAGES)
+    assert data.count(b"/Count 3") == 1
+    path = write(tmp_path, "claims.pdf", data.replace(b"/Count 3", b"/Count 9"))  # same length: offsets stay valid
+    assert reason(path, ReadOptions(max_pages=5)) == "9 pages is over the 5-page limit (RAG_MAX_PAGES)"
+
+
+def test_page_limit_message_uses_thousands_separators(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest.readers, "_claimed_page_count", lambda reader: 1203)
+    path = write(tmp_path, "long.pdf", pdf_bytes(PAGES))
+    assert reason(path, ReadOptions(max_pages=1000)) == "1,203 pages is over the 1,000-page limit (RAG_MAX_PAGES)"
+
+
+class FakeClock:
+    """Monotonic time that moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_time_budget_stops_between_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pypdf import PageObject
+
+    clock = FakeClock()
+    original = PageObject.extract_text
+
+    def slow(self: PageObject, *args: object, **kwargs: object) -> str:
+        clock.now += 10  # each page takes 10 s of reading
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ingest.readers, "_clock", clock)
+    monkeypatch.setattr(PageObject, "extract_text", slow)
+    path = write(tmp_path, "slow.pdf", pdf_bytes(PAGES))
+    units: list[int | None] = []
+    with pytest.raises(UnreadableFile) as info:
+        for unit in iter_pages(path, ReadOptions(max_seconds=15)):
+            units.append(unit.page)
+    assert info.value.reason == "reading took longer than 15 s (RAG_MAX_SECONDS_PER_DOC); stopped before page 3 of 3"
+    assert units == [1, 2]
+
+
+def test_time_budget_does_not_count_the_callers_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(ingest.readers, "_clock", clock)
+    path = write(tmp_path, "fast.pdf", pdf_bytes(PAGES))
+    pages = []
+    for unit in iter_pages(path, ReadOptions(max_seconds=15)):
+        pages.append(unit.page)
+        clock.now += 1000  # the caller (embedding, writing) is slow; the reader is not
+    assert pages == [1, 2, 3]
+
+
+def test_page_events_cover_every_page_even_blank_ones(tmp_path: Path) -> None:
+    events: list[PageEvent] = []
+    path = write(tmp_path, "gap.pdf", pdf_bytes([PAGES[0], None, PAGES[2]]))
+    assert read(path, ReadOptions(ocr="off", on_page=events.append)) == [(PAGES[0], 1), (PAGES[2], 3)]
+    assert events == [PageEvent(1, 3, False), PageEvent(2, 3, False), PageEvent(3, 3, False)]
+
+
+def test_single_unit_formats_report_one_page(tmp_path: Path) -> None:
+    events: list[PageEvent] = []
+    assert read(write(tmp_path, "a.md", b"# Title"), ReadOptions(on_page=events.append)) == [("# Title", None)]
+    assert events == [PageEvent(1, 1, False)]
+
+
+def test_cancel_between_pages(tmp_path: Path) -> None:
+    events: list[PageEvent] = []
+    options = ReadOptions(on_page=events.append, cancelled=lambda: len(events) >= 1)
+    path = write(tmp_path, "three.pdf", pdf_bytes(PAGES))
+    pages: list[int | None] = []
+    with pytest.raises(Cancelled) as info:
+        for unit in iter_pages(path, options):
+            pages.append(unit.page)
+    assert str(info.value) == f"{display_path(path)}: cancelled at page 2 of 3"
+    assert pages == [1]
+    assert events == [PageEvent(1, 3, False)]
+
+
+def test_cancel_before_a_single_unit_file(tmp_path: Path) -> None:
+    with pytest.raises(Cancelled):
+        list(iter_pages(write(tmp_path, "a.txt", b"text"), ReadOptions(cancelled=lambda: True)))
+
+
+def test_count_pages(tmp_path: Path) -> None:
+    assert count_pages(write(tmp_path, "three.pdf", pdf_bytes(PAGES))) == 3
+    assert count_pages(write(tmp_path, "a.txt", b"text")) is None
+    with pytest.raises(UnreadableFile, match="not a valid PDF"):
+        count_pages(write(tmp_path, "bad.pdf", b"%PDF-1.7\n garbage"))
+
+
+def test_options_from_settings(rag_env: None) -> None:
+    settings = Settings(_env_file=None, ocr="off", max_pages=7, max_seconds_per_doc=30, max_unpacked_mb=5)
+    calls: list[PageEvent] = []
+    options = ReadOptions.from_settings(settings, password=SECRET, on_page=calls.append)
+    assert (options.ocr, options.max_pages, options.max_seconds, options.max_unpacked_mb) == ("off", 7, 30.0, 5)
+    assert options.password == SECRET
+    assert options.on_page == calls.append
+    assert ReadOptions.from_settings(Settings(_env_file=None)) == ReadOptions()  # the defaults agree
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -341,6 +650,67 @@ def test_invalid_docx(tmp_path: Path, data: bytes | str) -> None:
     assert reason(write(tmp_path, "bad.docx", data)) == "not a valid DOCX file"
 
 
+def docx_shaped_zip(document_xml_size: int, compresslevel: int = 9) -> bytes:
+    """A zip laid out like a DOCX whose word/document.xml inflates to ``document_xml_size`` bytes of zeros."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as archive:
+        archive.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
+        archive.writestr("_rels/.rels", '<?xml version="1.0"?><Relationships/>')
+        with archive.open("word/document.xml", "w", force_zip64=True) as part:
+            chunk = bytes(1 << 20)
+            for start in range(0, document_xml_size, len(chunk)):
+                part.write(chunk[: document_xml_size - start])
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def docx_parses(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Records every python-docx parse: a refused zip must be refused before one."""
+    import docx
+
+    calls: list[object] = []
+    original = docx.Document
+
+    def recording(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(docx, "Document", recording)
+    return calls
+
+
+def test_zip_bomb_docx_is_refused_before_parsing(tmp_path: Path, docx_parses: list[object]) -> None:
+    data = docx_shaped_zip(201 * 1024 * 1024)
+    assert len(data) < 1024 * 1024
+    assert reason(write(tmp_path, "bomb.docx", data)) == "unpacks to more than 200 MB (RAG_MAX_UNPACKED_MB)"
+    assert docx_parses == []
+
+
+def test_unpacked_size_limit_follows_the_setting(tmp_path: Path, docx_parses: list[object]) -> None:
+    path = write(tmp_path, "big.docx", docx_shaped_zip(3 * 1024 * 1024, compresslevel=1))
+    assert reason(path, ReadOptions(max_unpacked_mb=2)) == "unpacks to more than 2 MB (RAG_MAX_UNPACKED_MB)"
+    assert docx_parses == []
+    assert reason(path, ReadOptions(max_unpacked_mb=4)) == "not a valid DOCX file"  # allowed in, then not a DOCX
+    assert len(docx_parses) == 1
+
+
+def test_zip_with_an_extreme_compression_ratio_is_refused(tmp_path: Path, docx_parses: list[object]) -> None:
+    data = docx_shaped_zip(20 * 1024 * 1024)  # well under the 200 MB limit
+    part = zipfile.ZipFile(io.BytesIO(data)).getinfo("word/document.xml")
+    assert part.file_size / part.compress_size > 1000
+    path = write(tmp_path, "dense.docx", data)
+    ratio = part.file_size / part.compress_size
+    assert reason(path) == f"looks like a zip bomb: word/document.xml expands {ratio:,.0f} times"
+    assert docx_parses == []
+
+
+def test_real_docx_passes_the_zip_checks(tmp_path: Path, docx_parses: list[object]) -> None:
+    path = write_docx(tmp_path / "ok.docx", ["Small but real."])
+    before = len(docx_parses)  # writing it created a document too
+    assert read(path, ReadOptions(max_unpacked_mb=1)) == [("Small but real.", None)]
+    assert len(docx_parses) == before + 1
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Files, names and permissions
 # --------------------------------------------------------------------------------------------------------------------
@@ -367,15 +737,46 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
     assert reason(tmp_path / "folder.pdf") == "not a file"
 
 
-def test_permission_denied_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", ["secret.pdf", "secret.txt"])
+def test_permission_denied_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """Simulated, because root (as in CI containers) can read a 0o000 file anyway."""
+    path = write(tmp_path, name, pdf_bytes(PAGES[:1]))
+    original = os.open
 
-    def refuse(self: Path) -> bytes:
-        raise PermissionError(13, "Permission denied", str(self))
+    def refuse(file: object, *args: object, **kwargs: object) -> int:
+        if os.fspath(file) == os.fspath(path):  # type: ignore[arg-type]
+            raise PermissionError(13, "Permission denied", str(file))
+        return original(file, *args, **kwargs)  # type: ignore[arg-type]
 
-    path = write(tmp_path, "secret.pdf", pdf_bytes(PAGES[:1]))
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(os, "open", refuse)
     assert reason(path) == "permission denied"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+@pytest.mark.parametrize("suffix", [".pdf", ".txt", ".docx"])
+def test_fifo_is_refused_without_blocking(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"pipe{suffix}"
+    os.mkfifo(path)
+    outcome: list[object] = []
+
+    def attempt() -> None:
+        try:
+            list(iter_pages(path))
+        except UnreadableFile as exc:
+            outcome.append(exc.reason)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    if worker.is_alive():  # unblock the reader so the thread ends, then fail
+        with open(path, "wb"):
+            pass
+        pytest.fail("reading a FIFO blocked")
+    assert outcome == ["not a file"]
+    assert count_pages(path) is None if suffix != ".pdf" else True
+    if suffix == ".pdf":
+        with pytest.raises(UnreadableFile, match="not a file"):
+            count_pages(path)
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read a 0o000 file")
@@ -446,7 +847,7 @@ def _check_file_outcome(suffix: str, data: bytes) -> None:
         path = Path(folder) / f"doc{suffix}"
         path.write_bytes(data)
         try:
-            units = list(iter_pages(path))
+            units = list(iter_pages(path, NO_OCR))  # OCR of damaged PDFs is covered with a fake engine above
         except UnreadableFile as exc:
             assert exc.reason
             assert "\n" not in str(exc)

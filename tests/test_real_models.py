@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.errors import ModelNotFound
 from rag.embedders import load_embedder
+from rag.errors import ModelNotFound
 from rag.models import load_chat_model, packaged_llm_path, resolve_llm_path
 from rag.service import RagService
 from tests.servers import free_port, stop_server
