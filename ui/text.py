@@ -7,9 +7,8 @@ a ``[link](javascript:...)`` or ``**`` in a document is shown as text, never act
 
 from __future__ import annotations
 
-import itertools
 import re
-import unicodedata
+from collections.abc import Iterable
 
 from ingest.chunking import split_sentences
 from rag.tokenize import keyword_tokens
@@ -20,13 +19,12 @@ _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&=@^\"'])")
 _CITATION = re.compile(r"\[\d+(?:\s*[,，]\s*\d+)*\]")
 _BLANK_LINES = re.compile(r"\n\s*\n")
 
-_LINE_END = (".", "!", "?", ":", ";", "。", "！", "？", "：", "；", "…")
-_LIST_START = re.compile(r"^\s*([-*•·]|\d+[.)])\s")
-FULL_LINE = 60  # display columns: a PDF line this wide was wrapped by the layout, not ended by the author
 
 HIGHLIGHT = "orange-background"
 MIN_SHARED = 2  # content words a sentence must share with the answer (fewer when the answer has fewer)
 MIN_SHARE = 0.2  # ... and the share of the sentence's own content words they make up
+MIN_QUOTED_CHARS = 6  # shorter pieces ("1.", "Yes.") are never matched against a quote
+_QUANT_SUFFIX = re.compile(r"[.-](?:i?q\d\w*|f16|f32|bf16)$", re.IGNORECASE)
 
 
 def escape_markdown(text: str) -> str:
@@ -34,35 +32,7 @@ def escape_markdown(text: str) -> str:
     return _SPECIAL.sub(r"\\\1", text)
 
 
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
-
-def _is_wide(ch: str) -> bool:
-    return unicodedata.east_asian_width(ch) in "WF"
-
-
-def unwrap_lines(text: str) -> str:
-    """Join lines that PDF layout wrapped, keep the ones an author ended (headings, list items, sentence ends).
-
-    Extracted PDF text breaks every printed line; shown as is, a highlighted sentence becomes a ragged staircase.
-    A line counts as wrapped when it is nearly full width and does not end a sentence; Chinese lines join without
-    a space.
-    """
-    lines = text.split("\n")
-    out = lines[0]
-    for previous, line in itertools.pairwise(lines):
-        prev = previous.rstrip()
-        soft = (
-            _width(prev) >= FULL_LINE and not prev.endswith(_LINE_END) and line.strip() and not _LIST_START.match(line)
-        )
-        if not soft:
-            out += "\n" + line
-        elif _is_wide(prev[-1]) and _is_wide(line.lstrip()[0]):
-            out = out.rstrip() + line.lstrip()
-        else:
-            out = out.rstrip() + " " + line.lstrip()
-    return out
 
 
 def _content_tokens(text: str) -> set[str]:
@@ -70,20 +40,43 @@ def _content_tokens(text: str) -> set[str]:
     return {t for t in keyword_tokens(text) if len(t) > 1 or not t.isascii()}
 
 
-def highlight_supporting(chunk_text: str, answer_text: str) -> list[tuple[str, bool]]:
-    """Split a source into sentences and mark those sharing enough content words with the answer.
+def _flat(text: str) -> str:
+    return " ".join(text.split()).rstrip("…").strip()
+
+
+def _in_quotes(sentence: str, quotes: list[str]) -> bool:
+    """Whether a sentence is (part of) a quote: quotes are verbatim sentences of this chunk, white space aside."""
+    flat = _flat(sentence)
+    return len(flat) >= MIN_QUOTED_CHARS and any(flat in quote or quote in flat for quote in quotes)
+
+
+def highlight_supporting(chunk_text: str, answer_text: str, quotes: Iterable[str] = ()) -> list[tuple[str, bool]]:
+    """Split a source into sentences and mark those the answer rests on: the quoted sentences of this chunk, and
+    sentences sharing enough content words with the generated answer.
 
     Token overlap rather than model attribution: it is cheap, works for Chinese (jieba words + bigrams) and English
     alike, and only has to point the reader's eye, not prove anything. Joining the sentences gives the chunk back.
     """
     wanted = _content_tokens(_CITATION.sub(" ", answer_text))
     needed = min(MIN_SHARED, len(wanted))
+    quoted = [q for q in (_flat(q) for q in quotes) if len(q) >= MIN_QUOTED_CHARS]
     parts = []
     for sentence in split_sentences(chunk_text):
         have = _content_tokens(sentence)
         shared = len(have & wanted)
-        parts.append((sentence, bool(have) and needed > 0 and shared >= needed and shared / len(have) >= MIN_SHARE))
+        overlaps = bool(have) and needed > 0 and shared >= needed and shared / len(have) >= MIN_SHARE
+        parts.append((sentence, overlaps or _in_quotes(sentence, quoted)))
     return parts
+
+
+def quote_markdown(text: str) -> str:
+    """A quoted sentence as a Markdown block quote, escaped like any document text."""
+    return "> " + escape_markdown(" ".join(text.split()))
+
+
+def model_label(name: str) -> str:
+    """'SmolLM2-135M-Instruct.Q4_1.gguf' -> 'SmolLM2-135M-Instruct': the model, not its file."""
+    return _QUANT_SUFFIX.sub("", re.sub(r"\.gguf$", "", name, flags=re.IGNORECASE)) or name
 
 
 def _markdown_lines(text: str, highlight: bool) -> str:
