@@ -7,7 +7,9 @@ boilerplate (page numbers, running headers) never becomes a chunk.
 
 from __future__ import annotations
 
+import itertools
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -19,6 +21,43 @@ if TYPE_CHECKING:
 _SENTENCE_END = re.compile(r"(?<=[。！？；…!?;])[”」』）)\"']*|(?<=[.!?])[\"')\]]*(?=\s)")
 _SECONDARY = r"[^,.;，、；。？！]+[,.;，、；。？！]?|[,.;，、；。？！]"
 _MEANINGFUL = re.compile(r"[^\W\d_]", re.UNICODE)
+
+
+# A line ends with sentence punctuation, or starts a list item: the author ended it, not the page's width.
+_LINE_END = (".", "!", "?", ":", ";", "。", "！", "？", "：", "；", "…")
+_LIST_START = re.compile(r"^\s*([-*•·]|\d+[.)])\s")
+FULL_LINE = 60  # display columns: a PDF line this wide was wrapped by the layout, not ended by the author
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _is_wide(ch: str) -> bool:
+    return unicodedata.east_asian_width(ch) in "WF"
+
+
+def unwrap_lines(text: str) -> str:
+    """Join lines that PDF layout wrapped, keep the ones an author ended (headings, list items, sentence ends).
+
+    Extracted PDF text breaks every printed line; shown as is, a highlighted sentence becomes a ragged staircase.
+    A line counts as wrapped when it is nearly full width and does not end a sentence; Chinese lines join without
+    a space.
+    """
+    lines = text.split("\n")
+    out = lines[0]
+    for previous, line in itertools.pairwise(lines):
+        prev = previous.rstrip()
+        soft = (
+            _width(prev) >= FULL_LINE and not prev.endswith(_LINE_END) and line.strip() and not _LIST_START.match(line)
+        )
+        if not soft:
+            out += "\n" + line
+        elif _is_wide(prev[-1]) and _is_wide(line.lstrip()[0]):
+            out = out.rstrip() + line.lstrip()
+        else:
+            out = out.rstrip() + " " + line.lstrip()
+    return out
 
 
 def split_sentences(text: str) -> list[str]:

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,9 +198,10 @@ class PendingDoc:
 
     def record(self) -> DocRecord:
         path = self.plan.path
+        langs = Counter(str(m["lang"]) for m in self.metadatas)
         return DocRecord(
             self.plan.doc_id, str(path), path.name, self.plan.doc_hash, len(self.texts), self.n_pages, time.time(),
-            self.rev,
+            self.rev, ",".join(f"{lang}:{n}" for lang, n in sorted(langs.items())),
         )  # fmt: skip
 
 

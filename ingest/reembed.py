@@ -9,6 +9,7 @@ vectors, after it the new ones: never a mix.
 from __future__ import annotations
 
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,6 +79,15 @@ def reembed(
             vectors = embedder.embed_passages(texts)
             session.put_staged(staged, ids, vectors, texts, metadatas)
             progress(resumed + min(start + batch, len(todo)), len(wanted))
+        # Records written before languages were kept learn them now, from what the staged collection holds.
+        languages: dict[str, Counter[str]] = defaultdict(Counter)
+        for page in store.iter_chunk_pages(collection=name):
+            for chunk in page:
+                languages[chunk.doc_id][str(chunk.meta.get("lang", ""))] += 1
+        session.update_languages(
+            {doc_id: ",".join(f"{k}:{n}" for k, n in sorted(c.items())) for doc_id, c in languages.items()
+             if doc_id in records and not records[doc_id].langs}
+        )  # fmt: skip
         session.activate(name)
     return ReembedReport(before, embedder.name, len(wanted), resumed, time.perf_counter() - started)
 

@@ -17,7 +17,7 @@ from rag.config import Settings
 from rag.language import detect_language
 from rag.models import ChatModel
 from rag.quotes import Quote, choose_quotes
-from rag.retrieve import DENSE_RELEVANCE_RANGE, Hit, Retriever
+from rag.retrieve import Hit, Retriever
 from rag.tokenize import keyword_tokens
 
 SYSTEM_EN = (
@@ -166,7 +166,7 @@ class Answerer:
             abstain = ABSTAIN_ZH if chinese else ABSTAIN_EN
             return AnswerStream(question, query, [], True, iter([abstain]), retrieved=hits)
         sources = self.passages(hits)
-        quotes = choose_quotes(question, sources, self.retriever.embedder, self._similarity_range())
+        quotes = self.quotes(question, sources)
         if (mode or self.settings.answer_mode) == "quotes":
             return AnswerStream(question, query, sources, False, iter(()), quotes=quotes, retrieved=hits)
 
@@ -215,5 +215,11 @@ class Answerer:
         room = self.chat_model.n_ctx - max_tokens - overhead
         return min(room, self.settings.context_tokens)
 
+    def quotes(self, question: str, sources: list[Hit]) -> list[Quote]:
+        idf = self.retriever.keyword_index.idf(keyword_tokens(question))
+        return choose_quotes(question, sources, self.retriever.embedder, self._similarity_range(), idf)
+
     def _similarity_range(self) -> tuple[float, float]:
-        return DENSE_RELEVANCE_RANGE.get(self.retriever.embedder.name, (0.0, 1.0))
+        """Sentences are compared with the question by plain cosine (rescaled like same-language chunks): only the
+        order among a few sources' sentences matters, and word overlap (none across languages) is added to it."""
+        return self.retriever.fusion("en").same_range

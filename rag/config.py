@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     rerank_model: str | None = Field(None, description="Cross-encoder for re-ranking; off when unset.")
 
     # Chunking (sizes in tokens of the embedding model)
-    chunk_size: int = Field(200, ge=16, le=8192)
-    chunk_overlap: int = Field(30, ge=0, le=4096)
+    chunk_size: int = Field(400, ge=16, le=8192)
+    chunk_overlap: int = Field(50, ge=0, le=4096)
 
     # Retrieval and answering
     top_k: int = Field(5, ge=1, le=100)

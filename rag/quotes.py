@@ -1,21 +1,23 @@
 """Quote-first answers: the sentences of the sources that answer the question, verbatim, chosen without a model call.
 
 A small local model often fails to say what the retrieved passage says; the sentence that answers is usually already
-in hand. Each candidate sentence is scored by the embedder's similarity to the question and by the share of the
-question's words it contains, plus a little for its chunk's rank. A quote holds at most MAX_SENTENCES sentences and
-MAX_CHARS characters: a quote that holds everything answers nothing. A sentence that announces what follows ("the
-architecture has four parts:") brings the following sentences along, since they are its answer.
+in hand. Each candidate sentence is scored by the embedder's similarity to the question, the rarity-weighted share of
+the question's words it contains, a little for its chunk's rank, and, when the question asks for a number or a date
+(how many, when, 多少, 哪一年...), for holding digits. A quote holds at most MAX_SENTENCES sentences and MAX_CHARS
+characters: a quote that holds everything answers nothing. A sentence that announces what follows ("the architecture
+has four parts:") brings the following sentences along, since they are its answer.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ingest.chunking import split_sentences
+from ingest.chunking import split_sentences, unwrap_lines
 from rag.embedders import Embedder
 from rag.retrieve import Hit, term_coverage
 from rag.tokenize import keyword_tokens
@@ -24,13 +26,21 @@ MAX_SENTENCES = 3
 MAX_CHARS = 500
 MIN_CHARS = 6  # shorter pieces (list bullets, page numbers) never stand alone as a quote
 CANDIDATES = 12  # sentences embedded per question: the best by word overlap and rank
-# Score = SIMILARITY_WEIGHT * rescaled similarity + OVERLAP_WEIGHT * word coverage + RANK_WEIGHT / (1 + chunk rank).
-# Chosen on the tune half of the dev questions (bench/tune_quotes.py), reported on the other half.
+# Score = SIMILARITY_WEIGHT * rescaled similarity + OVERLAP_WEIGHT * word coverage + RANK_WEIGHT / (1 + chunk rank)
+# + NUMBER_WEIGHT if the question asks for a number and the sentence has one. Chosen on the tune half of the dev
+# questions (bench/tune_quotes.py), reported on the other half.
 SIMILARITY_WEIGHT = 1.0
 OVERLAP_WEIGHT = 1.0
 RANK_WEIGHT = 0.2
+NUMBER_WEIGHT = 0.3
 SECOND_SENTENCE_SHARE = 0.9  # another sentence joins the quote only if it scores this close to the best
 _ANNOUNCES = re.compile(r"[:：]\s*$")
+_WANTS_NUMBER = re.compile(
+    r"\b(how (many|much|large|big|long|old|far|often|tall|high|heavy)|when|what (year|date|time|percentage|size)|"
+    r"which (year|date|month|century))\b|多少|几|多大|多长|多久|多高|哪一?年|何时|什么时候|哪个月|幾|多少年",
+    re.IGNORECASE,
+)
+_DIGIT = re.compile(r"\d|[一二三四五六七八九十百千万亿兩两]")
 _LINE_SPLIT = re.compile(r"\n+")
 
 
@@ -59,7 +69,7 @@ def sentences_of(hits: list[Hit]) -> list[_Sentence]:
     out: list[_Sentence] = []
     for rank, hit in enumerate(hits):
         position = 0
-        for line in _LINE_SPLIT.split(hit.text):
+        for line in _LINE_SPLIT.split(unwrap_lines(hit.text)):  # PDF layout wraps are not sentence ends
             for sentence in split_sentences(line):
                 text = " ".join(sentence.split())
                 if text:
@@ -73,14 +83,20 @@ def choose_quotes(
     hits: list[Hit],
     embedder: Embedder | None = None,
     similarity_range: tuple[float, float] = (0.0, 1.0),
+    idf: Mapping[str, float] | None = None,
 ) -> list[Quote]:
-    """At most MAX_SENTENCES consecutive-or-not sentences (MAX_CHARS in all) that best answer ``question``."""
+    """At most MAX_SENTENCES sentences (MAX_CHARS in all) that best answer ``question``; ``idf`` weighs the
+    question's words by rarity (the keyword index's), plain coverage without it."""
     sentences = sentences_of(hits)
     if not sentences:
         return []
     tokens = keyword_tokens(question)
-    overlap = [term_coverage(tokens, keyword_tokens(s.text)) for s in sentences]
-    prior = [RANK_WEIGHT / (1 + s.hit_rank) for s in sentences]
+    wants_number = bool(_WANTS_NUMBER.search(question))
+    overlap = [term_coverage(tokens, keyword_tokens(s.text), dict(idf) if idf else None) for s in sentences]
+    prior = [
+        RANK_WEIGHT / (1 + s.hit_rank) + (NUMBER_WEIGHT if wants_number and _DIGIT.search(s.text) else 0.0)
+        for s in sentences
+    ]
     eligible = [i for i, s in enumerate(sentences) if len(s.text) >= MIN_CHARS]
     if not eligible:
         return []
@@ -100,7 +116,7 @@ def choose_quotes(
         picked += _followers(sentences, best)
     else:
         for i in sorted(shortlist, key=score.__getitem__, reverse=True):
-            if i != best and score[i] >= SECOND_SENTENCE_SHARE * score[best]:
+            if i != best and score[i] >= SECOND_SENTENCE_SHARE * score[best] and len(picked) < MAX_SENTENCES:
                 picked.append(i)
     return _as_quotes(sentences, picked)
 

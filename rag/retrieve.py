@@ -1,41 +1,46 @@
-"""Hybrid retrieval: dense search in Chroma + BM25 over CJK-aware tokens, fused by weighted reciprocal rank.
+"""Hybrid retrieval: vectors in Chroma + BM25 over CJK-aware tokens, fused by score, with weights by language.
 
-The weights depend on languages. BM25 is strong within one language and nearly blind across two (only names and
-numbers match), so a keyword hit in a chunk whose language differs from the question's counts for less
-(RAG_KEYWORD_WEIGHT_CROSS); the multilingual embedder carries cross-language search. An English-only embedder's
-ranking is noise for a question in another script, so it gets no weight there. `python -m rag eval` measures the
-effect on a user's own documents.
+Each candidate chunk gets score = dense_weight * dense relevance + keyword weight * keyword relevance, where dense
+relevance is the question-passage cosine rescaled to 0..1 (rag/centering.py centres vectors per language first, so a
+passage in another language competes fairly) and keyword relevance is the BM25 score divided by what a passage
+holding every question word would score (so 1 means "all the question's words, the rare ones included"). The keyword
+weight is RAG_KEYWORD_WEIGHT for a chunk in the question's language and RAG_KEYWORD_WEIGHT_CROSS for another:
+across languages BM25 only matches names and numbers.
+
+Why scores and not rank fusion: in a collection with both languages, an English question whose answer is in a Chinese
+article still gets English chunks from BM25 that share a word or two with it; rank fusion gives that weak match the
+same credit as a strong one (dev tune half, mean hit@5 over language pairs: 0.63 with reciprocal rank fusion, 0.88
+with score fusion). The same two relevances decide grounding (answerer: RAG_MIN_RELEVANCE).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from rag.centering import LanguageMeans, estimate_means, language_counts
 from rag.config import Settings
 from rag.embedders import Embedder
-from rag.errors import EmptyIndex, RagError
+from rag.errors import EmptyIndex, RagError, StoreError
 from rag.keyword_index import KeywordIndex
 from rag.keyword_sync import sync_keyword_index
 from rag.language import detect_language
 from rag.store import Chunk, DocRecord, Store
 from rag.tokenize import keyword_tokens
 
-RRF_K = 60
 CANDIDATES_PER_RESULT = 4
 LEDGER_TTL_S = 2.0
-# Keyword weight for a chunk in another language than the question, chosen on the tune half of the dev questions
-# (bench/tune_retrieval.py) and reported on the other half.
-KEYWORD_WEIGHT_CROSS = 0.3
-# Cosine similarities of an embedder mapped to a 0..1 relevance: (similarity that means "unrelated", "clearly on
-# topic"). e5's similarities crowd into 0.7-0.9, so its raw cosine says little until rescaled; MiniLM spreads 0..1.
-# Chosen with bench/calibrate_grounding.py on the tune half.
-DENSE_RELEVANCE_RANGE = {"multilingual-e5-small": (0.80, 0.90)}
+# Chosen on the tune half of the dev questions (bench/tune_retrieval.py), reported on the other half.
+KEYWORD_WEIGHT_CROSS = 1.0
+# Cosine similarities mapped to a 0..1 relevance: (what means "unrelated", what means "clearly on topic"), for chunks
+# in the question's language (plain cosine) and in another (centred cosine). e5's plain similarities crowd into
+# 0.75-0.92. Chosen with bench/tune_retrieval.py; other models: raw cosine, unrescaled.
+DENSE_RELEVANCE_RANGE = {"multilingual-e5-small": {"same": (0.8, 0.9), "cross": (0.05, 0.25)}}
 
 
 def empty_index(collection: str) -> EmptyIndex:
@@ -51,9 +56,9 @@ class Hit:
     source: str
     file_name: str
     page: int | None
-    score: float  # fused score scaled to 0..1 (1 = first in every ranking)
-    dense_similarity: float | None  # cosine similarity, when the dense side found it
-    keyword_score: float | None  # BM25 score (with neighbour smoothing), when the keyword side found it
+    score: float  # fused score (dense and keyword relevance, weighted)
+    dense_similarity: float | None  # (centred) cosine similarity, when the dense side found it
+    keyword_score: float | None  # normalised BM25 (0..~1.2), when the keyword side found it
     relevance: float  # 0..1, what grounding compares with RAG_MIN_RELEVANCE
     lang: str = "en"
     doc_id: str = ""
@@ -71,24 +76,61 @@ class Hit:
         }
 
 
-def fuse_rankings(rankings: Iterable[tuple[list[str], float | dict[str, float]]], k: int = RRF_K) -> dict[str, float]:
-    """Weighted reciprocal rank fusion; each ranking is (ids best first, weight), the weight either one number or a
-    weight per id."""
-    fused: dict[str, float] = {}
-    for ids, weight in rankings:
-        for rank, item in enumerate(ids):
-            w = weight.get(item, 0.0) if isinstance(weight, dict) else weight
-            if w > 0:
-                fused[item] = fused.get(item, 0.0) + w / (k + rank + 1)
-    return fused
+@dataclass(frozen=True)
+class Fusion:
+    """How a question's candidates are scored (see the module docstring). Similarities of chunks in the question's
+    language are plain cosines, of chunks in other languages centred ones: each kind has its own range."""
+
+    dense_weight: float
+    keyword_weight: float
+    keyword_weight_cross: float
+    same_range: tuple[float, float] = (0.0, 1.0)
+    cross_range: tuple[float, float] = (0.0, 1.0)
+
+    def dense_relevance(self, similarity: float | None, same: bool = True) -> float:
+        if similarity is None:
+            return 0.0
+        low, high = self.same_range if same else self.cross_range
+        return float(min(1.0, max(0.0, (similarity - low) / (high - low))))
+
+    def scores(
+        self,
+        question_language: str,
+        dense: Mapping[str, float],
+        keyword: Mapping[str, float],
+        languages: Mapping[str, str],
+    ) -> dict[str, float]:
+        """Fused score of every candidate: ``dense`` maps chunk ids to (centred) similarity, ``keyword`` to
+        normalised BM25, ``languages`` to each chunk's language."""
+        out = {}
+        for cid in dense.keys() | keyword.keys():
+            same = languages.get(cid) == question_language
+            weight = self.keyword_weight if same else self.keyword_weight_cross
+            dense_part = self.dense_relevance(dense.get(cid), same)
+            out[cid] = self.dense_weight * dense_part + weight * keyword.get(cid, 0.0)
+        return out
 
 
-def term_coverage(query_tokens: list[str], passage_tokens: Iterable[str]) -> float:
-    """Share of the query's distinct content tokens found in the passage: a relevance signal for any language."""
+@dataclass
+class Candidates:
+    """What both sides of a search proposed, before fusion."""
+
+    language: str  # of the question
+    dense: dict[str, float]  # chunk id -> cosine similarity (centred for chunks in another language)
+    keyword: dict[str, float]  # chunk id -> BM25 / the most a chunk can score for these words
+    languages: dict[str, str]  # chunk id -> the chunk's language
+    rows: dict[str, Chunk]
+
+
+def term_coverage(query_tokens: list[str], passage_tokens: Iterable[str], idf: dict[str, float] | None = None) -> float:
+    """Share of the question's distinct content tokens found in the passage, weighted by rarity when ``idf`` is
+    given: a relevance signal for any language."""
     wanted = set(query_tokens)
     if not wanted:
         return 0.0
-    return len(wanted & set(passage_tokens)) / len(wanted)
+    weight = (lambda t: idf.get(t, 0.0)) if idf else (lambda _t: 1.0)
+    total = sum(weight(t) for t in wanted)
+    return sum(weight(t) for t in wanted & set(passage_tokens)) / total if total > 0 else 0.0
 
 
 class Retriever:
@@ -100,6 +142,7 @@ class Retriever:
         self.keyword_index = keyword_index
         self._lock = threading.Lock()
         self._records: dict[str, DocRecord] = {}
+        self._means = LanguageMeans()
         self._version: str | None = None
         self._checked_at = 0.0
         self._reranker = None
@@ -113,10 +156,24 @@ class Retriever:
             if force or version != self._version:
                 records = self.store.documents()
                 self.store.note_version(version)
+                self.store.follow_active()
+                if self.store.embed_model not in (None, self.embedder.name):
+                    raise StoreError(
+                        f"collection {self.settings.collection!r} was re-embedded with {self.store.embed_model} "
+                        "since this process started; start it again"
+                    )
                 sync_keyword_index(self.store, self.keyword_index, records)
                 self._records, self._version = records, version
-            self.store.try_refresh()
+                self.store.try_refresh()
+                self._means = self._estimate_means(records)
+            else:
+                self.store.try_refresh()  # a writer that was busy at the last change may be done now
             self._checked_at = time.monotonic()
+
+    def _estimate_means(self, records: dict[str, DocRecord]) -> LanguageMeans:
+        if not self.embedder.multilingual:
+            return LanguageMeans()
+        return estimate_means(self.store, language_counts(records.values()), self.embedder.name)
 
     def _ensure_fresh(self) -> None:
         if self._version is None or time.monotonic() - self._checked_at > LEDGER_TTL_S:
@@ -133,83 +190,118 @@ class Retriever:
             return self.settings.dense_weight
         return 0.0  # an English-only embedder's ranking of a Chinese question is noise (measured: hit@3 1.00 -> 0.80)
 
-    def keyword_weight(self, question_language: str, chunk_language: str) -> float:
-        if question_language == chunk_language:
-            return self.settings.keyword_weight
+    def fusion(self, language: str) -> Fusion:
         cross = self.settings.keyword_weight_cross
-        return KEYWORD_WEIGHT_CROSS if cross is None else cross
+        return Fusion(
+            dense_weight=self.dense_weight(language),
+            keyword_weight=self.settings.keyword_weight,
+            keyword_weight_cross=KEYWORD_WEIGHT_CROSS if cross is None else cross,
+            **{f"{kind}_range": r for kind, r in DENSE_RELEVANCE_RANGE.get(self.embedder.name, {}).items()},
+        )
 
-    def dense_relevance(self, similarity: float | None, language: str) -> float:
-        if similarity is None or self.dense_weight(language) <= 0:
-            return 0.0
-        low, high = DENSE_RELEVANCE_RANGE.get(self.embedder.name, (0.0, 1.0))
-        return float(min(1.0, max(0.0, (similarity - low) / (high - low))))
+    def keyword_weight(self, question_language: str, chunk_language: str) -> float:
+        fusion = self.fusion(question_language)
+        return fusion.keyword_weight if question_language == chunk_language else fusion.keyword_weight_cross
+
+    def dense_relevance(self, similarity: float | None, same: bool = True) -> float:
+        return self.fusion("en").dense_relevance(similarity, same)
 
     # ------------------------------------------------------------------ search
     def search(self, query: str, top_k: int | None = None, judge: str | None = None) -> list[Hit]:
         """The best chunks for ``query``. Relevance (grounding) is judged on ``judge`` when given: the user's own
         question, when the query also carries an earlier question's words."""
         top_k = top_k or self.settings.top_k
+        found = self.candidates(query, top_k)
+        scores = self.fusion(found.language).scores(found.language, found.dense, found.keyword, found.languages)
+        ranked = sorted(scores, key=scores.__getitem__, reverse=True)
+        chosen = ranked[: len(scores) if self.settings.rerank_model else top_k]
+        known = found.dense if judge in (None, query) else None
+        relevance = self._relevance(judge or query, chosen, found.rows, known)
+        hits = [
+            _hit(found.rows[cid], scores[cid], found.dense.get(cid), found.keyword.get(cid), relevance[cid])
+            for cid in chosen
+        ]
+        if self.settings.rerank_model and hits:
+            hits = self._rerank(query, hits)[:top_k]
+        return hits
+
+    def candidates(self, query: str, top_k: int) -> Candidates:
+        """Every chunk either side proposes for ``query``, with the signals fusion needs (bench/tune_retrieval.py
+        replays fusion on these)."""
         self._ensure_fresh()
         if not self._records:
             raise empty_index(self.settings.collection)
         visible = {doc_id: record.rev for doc_id, record in self._records.items()}
         n_candidates = max(top_k * CANDIDATES_PER_RESULT, 20)
         language = detect_language(query)
-
-        dense_weight = self.dense_weight(language)
-        query_vector = self.embedder.embed_query(query) if dense_weight > 0 else None
-        dense = self.store.query(query_vector, n_candidates, visible) if query_vector is not None else []
-        keyword = self.keyword_index.search(keyword_tokens(query), n_candidates)
-
-        rows: dict[str, Chunk] = {c.chunk_id: c for c in dense}
-        missing = [cid for cid, _ in keyword if cid not in rows]
-        for cid, chunk in self.store.get_chunks(missing).items():
+        tokens = keyword_tokens(query)
+        dense = self._dense(query, language, n_candidates, visible) if self.dense_weight(language) > 0 else {}
+        keyword = self.keyword_index.search(tokens, n_candidates)
+        keyword_norm = max(sum(self.keyword_index.idf(tokens).values()), 1e-9)
+        rows: dict[str, Chunk] = {cid: chunk for cid, (chunk, _) in dense.items()}
+        for cid, chunk in self.store.get_chunks([cid for cid, _ in keyword if cid not in rows]).items():
             if visible.get(chunk.doc_id) == chunk.rev:
                 rows[cid] = chunk
-        keyword = [(cid, score) for cid, score in keyword if cid in rows]
-
-        keyword_weights = {cid: self.keyword_weight(language, _lang(rows[cid])) for cid, _ in keyword}
-        fused = fuse_rankings(
-            [([c.chunk_id for c in dense], dense_weight), ([cid for cid, _ in keyword], keyword_weights)]
+        return Candidates(
+            language=language,
+            dense={cid: sim for cid, (_, sim) in dense.items()},
+            keyword={cid: score / keyword_norm for cid, score in keyword if cid in rows},
+            languages={cid: _lang(chunk) for cid, chunk in rows.items()},
+            rows=rows,
         )
-        best_possible = ((dense_weight if dense else 0.0) + max(keyword_weights.values(), default=0.0)) / (RRF_K + 1)
-        ranked = sorted(fused, key=fused.__getitem__, reverse=True)
-        limit = n_candidates if self.settings.rerank_model else top_k
-        chosen = ranked[:limit]
 
-        judge_language = detect_language(judge) if judge else language
-        relevance = self._relevance(judge or query, judge_language, chosen, rows, query_vector if not judge else None)
-        similarity = {c.chunk_id: c.similarity for c in dense}
-        keyword_scores = dict(keyword)
-        hits = [
-            _hit(rows[cid], min(1.0, fused[cid] / (best_possible or 1.0)), similarity.get(cid), keyword_scores.get(cid),
-                 relevance[cid])
-            for cid in chosen
-        ]  # fmt: skip
-        if self.settings.rerank_model and hits:
-            hits = self._rerank(query, hits)[:top_k]
-        return hits
+    def _dense(
+        self, question: str, language: str, n: int, visible: dict[str, str]
+    ) -> dict[str, tuple[Chunk, float]]:
+        """Nearest chunks with their similarity, searched per chunk language when the collection knows its
+        languages: plain cosine in the question's language, centred cosine in the others (rag/centering.py), so
+        that passages in another language than the question's are not all outranked."""
+        vector = self.embedder.embed_query(question)
+        means = self._means
+        if not means.collection:
+            return {c.chunk_id: (c, float(c.similarity or 0.0)) for c in self.store.query(vector, n, visible)}
+        centred = means.centred_question(vector, language)
+        out: dict[str, tuple[Chunk, float]] = {}
+        for chunk_language in means.collection:
+            if chunk_language == language:
+                out.update({c.chunk_id: (c, float(c.similarity or 0.0))
+                            for c in self.store.query(vector, n, visible, language=chunk_language)})  # fmt: skip
+                continue
+            chunks = self.store.query(centred, n, visible, language=chunk_language, with_vectors=True)
+            if chunks:
+                similarity = means.centred_similarity(centred, np.vstack([c.vector for c in chunks]), chunk_language)
+                out.update({c.chunk_id: (c, float(s)) for c, s in zip(chunks, similarity, strict=True)})
+        return out
 
     def _relevance(
-        self, question: str, language: str, ids: list[str], rows: dict[str, Chunk], vector: np.ndarray | None
+        self, question: str, ids: list[str], rows: dict[str, Chunk], similarity: dict[str, float] | None
     ) -> dict[str, float]:
-        """max(share of the question's words in the chunk, the embedder's rescaled similarity where trusted)."""
+        """max(rarity-weighted share of the question's words in the chunk, dense relevance) per chunk. Given no
+        ``similarity`` (the question is not what was searched), the vectors are compared here."""
+        language = detect_language(question)
         tokens = keyword_tokens(question)
+        idf = self.keyword_index.idf(tokens)
         chunk_tokens = self.keyword_index.tokens_of(ids)
-        similarities: dict[str, float | None] = {cid: rows[cid].similarity for cid in ids}
-        if self.dense_weight(language) > 0 and (vector is None or any(s is None for s in similarities.values())):
-            # The judge differs from the query, or BM25 alone found the chunk: compare vectors directly.
-            vector = self.embedder.embed_query(question) if vector is None else vector
-            stored = self.store.get_vectors(ids)
-            similarities = {cid: float(stored[cid] @ vector) if cid in stored else None for cid in ids}
+        if self.dense_weight(language) <= 0:
+            similarity = {}
+        elif similarity is None or any(cid not in similarity for cid in ids):
+            similarity = dict(similarity or {})
+            vector = self.embedder.embed_query(question)
+            means = self._means
+            centred = means.centred_question(vector, language) if means.collection else vector
+            stored = self.store.get_vectors([cid for cid in ids if cid not in similarity])
+            for cid, chunk_vector in stored.items():
+                chunk_language = _lang(rows[cid])
+                if means.collection and chunk_language != language:
+                    similarity[cid] = float(means.centred_similarity(centred, chunk_vector[None, :], chunk_language)[0])
+                else:
+                    similarity[cid] = float(chunk_vector @ vector)
+        fusion = self.fusion(language)
         return {
-            cid: max(
-                term_coverage(tokens, chunk_tokens.get(cid) or keyword_tokens(rows[cid].text)),
-                self.dense_relevance(similarities[cid], language),
-            )
+            cid: max(term_coverage(tokens, chunk_tokens.get(cid) or keyword_tokens(rows[cid].text), idf),
+                     fusion.dense_relevance(similarity.get(cid), _lang(rows[cid]) == language))
             for cid in ids
-        }
+        }  # fmt: skip
 
     def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         with self._reranker_lock:

@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rag.config import Settings
 from rag.errors import ConfigError, RagError, StoreError, WriterBusy
 
@@ -54,6 +56,7 @@ class DocRecord:
     n_pages: int  # 0 for formats without pages
     ingested_at: float
     rev: str = ""  # the revision whose chunks are visible; legacy records use doc_hash[:12]
+    langs: str = ""  # chunks per language, "zh:12,en:3" ("" for records written before languages were kept)
 
     def __post_init__(self) -> None:
         if not self.rev:
@@ -90,6 +93,7 @@ class Chunk:
     text: str
     meta: dict[str, Any]
     similarity: float | None = None  # cosine similarity, for dense query results
+    vector: Any = None  # the stored vector, when asked for
 
     @property
     def doc_id(self) -> str:
@@ -229,6 +233,15 @@ class Store:
         except Exception as exc:
             raise StoreError(f"Chroma at {self.where()} failed while {doing}: {first_line(exc)}") from None
 
+    def follow_active(self) -> None:
+        """Switch to the chunk collection the ledger names (another process re-embedded the collection)."""
+        with self._chroma("reading the ledger"):
+            name = self._active_name()
+        if name != self.chunk_collection_name:
+            with self._swap, self._chroma("opening the re-embedded chunk collection"):
+                self._chunks = self._collection(name)
+                self.chunk_collection_name = name
+
     def reopen(self) -> None:
         """Replace the client by one that sees the store as it is now; queries in flight finish on the old one."""
         with self._swap:
@@ -314,11 +327,22 @@ class Store:
         return sorted(n[: -len(DOCS_SUFFIX)] for n in names if n.endswith(DOCS_SUFFIX))
 
     # ------------------------------------------------------------------ reading chunks
-    def query(self, vector: Sequence[float], n_results: int, visible: Mapping[str, str]) -> list[Chunk]:
-        """Nearest committed chunks. ``visible`` maps doc_id to its committed rev; other chunks are skipped, and
-        the query asks for more to make up for them so that they never take a committed chunk's place."""
+    def query(
+        self,
+        vector: Sequence[float],
+        n_results: int,
+        visible: Mapping[str, str],
+        *,
+        language: str | None = None,
+        with_vectors: bool = False,
+    ) -> list[Chunk]:
+        """Nearest committed chunks (of one language, if given). ``visible`` maps doc_id to its committed rev; other
+        chunks are skipped, and the query asks for more to make up for them so that they never take a committed
+        chunk's place."""
         if n_results <= 0 or not visible:
             return []
+        where = {"lang": language} if language else None
+        include = ["documents", "metadatas", "distances"] + (["embeddings"] if with_vectors else [])
         with self._swap:
             chunks = self._chunks
         with self._chroma("searching"):
@@ -327,15 +351,15 @@ class Store:
         while True:
             with self._chroma("searching"):
                 got = chunks.query(
-                    query_embeddings=[list(map(float, vector))],
-                    n_results=asked,
-                    include=["documents", "metadatas", "distances"],
+                    query_embeddings=[list(map(float, vector))], n_results=asked, where=where, include=include
                 ) if asked else {"ids": [[]], "documents": [[]], "metadatas": [[]], "distances": [[]]}  # fmt: skip
             out = []
-            for cid, text, meta, dist in zip(
-                got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=True
+            vectors = got["embeddings"][0] if with_vectors and got.get("embeddings") is not None else None
+            for n, (cid, text, meta, dist) in enumerate(
+                zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0], strict=True)
             ):
-                chunk = Chunk(cid, text or "", dict(meta or {}), 1.0 - float(dist))
+                vec = None if vectors is None else np.asarray(vectors[n], dtype=np.float32)
+                chunk = Chunk(cid, text or "", dict(meta or {}), 1.0 - float(dist), vec)
                 if visible.get(chunk.doc_id) == chunk.rev:
                     out.append(chunk)
             # A write in progress (or crash leftovers) can crowd the nearest places: widen until enough are visible.
@@ -353,12 +377,22 @@ class Store:
             for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
         }
 
+    def sample_vectors(self, language: str, total: int, size: int, runs: int) -> Any:
+        """About ``size`` stored vectors of one language, read in ``runs`` slices spread over its ``total`` chunks."""
+        per_run = max(1, size // runs)
+        offsets = sorted({int(i * max(total - per_run, 0) / max(runs - 1, 1)) for i in range(runs)})
+        rows = []
+        for offset in offsets:
+            with self._chroma("reading vectors"):
+                got = self._chunks.get(where={"lang": language}, include=["embeddings"], limit=per_run, offset=offset)
+            if got.get("embeddings") is not None and len(got["embeddings"]):
+                rows.append(np.asarray(got["embeddings"], dtype=np.float32))
+        return np.vstack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
     def get_vectors(self, ids: list[str]) -> dict[str, Any]:
         """Stored vectors by chunk id (float32 rows), for comparing chunks with another question."""
         if not ids:
             return {}
-        import numpy as np
-
         with self._chroma("reading vectors"):
             got = self._chunks.get(ids=ids, include=["embeddings"])
         return {cid: np.asarray(v, dtype=np.float32) for cid, v in zip(got["ids"], got["embeddings"], strict=True)}
@@ -571,6 +605,18 @@ class WriteSession:
         )
         return name, collection
 
+    def update_languages(self, langs: Mapping[str, str]) -> None:
+        """Fill in the chunk languages of records that lack them (written before languages were kept)."""
+        records = [r for doc_id in langs if (r := self.store.document(doc_id)) is not None and not r.langs]
+        if not records:
+            return
+        with self._chroma("updating the ledger"):
+            self._docs.upsert(
+                ids=[r.doc_id for r in records],
+                embeddings=[_NO_VECTOR] * len(records),
+                metadatas=[{**asdict(r), "langs": langs[r.doc_id], "kind": "doc"} for r in records],
+            )
+
     def put_staged(
         self, collection: Any, ids: list[str], vectors: Any, texts: list[str], metadatas: list[dict]
     ) -> None:
@@ -700,6 +746,7 @@ def _record(meta: Mapping[str, Any]) -> DocRecord:
         n_pages=int(meta.get("n_pages", 0)),
         ingested_at=float(meta.get("ingested_at", 0.0)),
         rev=str(meta.get("rev") or ""),
+        langs=str(meta.get("langs") or ""),
     )
 
 

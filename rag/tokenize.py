@@ -17,7 +17,7 @@ from rag.language import HAN, HANGUL, KANA
 
 # Bump whenever keyword_tokens() changes its output (stop lists, plural rule, segmentation): indexes built with
 # another version are rebuilt from the chunk texts, since stored tokens would no longer match the queries' tokens.
-TOKENIZER_VERSION = "2"  # 2: kana and Hangul runs give character bigrams (1 kept them as single words)
+TOKENIZER_VERSION = "3"  # 2: kana and Hangul bigrams; 3: traditional characters folded to simplified
 
 _HAN_RUN = re.compile(f"[{HAN}]+")
 _KANA_HANGUL_RUN = re.compile(f"[{KANA}{HANGUL}]+")
@@ -34,6 +34,26 @@ ZH_STOP = frozenset(
     哪个 怎么 怎样 如何 多少 吗 呢 吧 啊 么 有 没有 个 中 上 下 等 我 你 他 她 它 我们 你们 他们 請問 请问
     是否 还是 可以 会 能""".split()
 )
+
+
+@functools.lru_cache(maxsize=1)
+def _to_simplified() -> dict[int, str]:
+    """Traditional -> simplified, one character at a time (OpenCC's table, first choice): 預設的檢索數量 and
+    预设的检索数量 then share their words and bigrams. Characters with several simplified forms keep the first."""
+    import importlib.resources
+
+    table: dict[int, str] = {}
+    text = importlib.resources.files("opencc").joinpath("dictionary/TSCharacters.txt").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        source, _, targets = line.partition("\t")
+        target = targets.split(" ")[0] if targets else ""
+        if len(source) == 1 and len(target) == 1 and source != target:
+            table[ord(source)] = target
+    return table
+
+
+def to_simplified(text: str) -> str:
+    return text.translate(_to_simplified())
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,7 +94,7 @@ def keyword_tokens(text: str) -> list[str]:
     for run in _HAN_RUN.finditer(text):
         tokens.extend(_latin_tokens(text[last : run.start()]))
         last = run.end()
-        chars = run.group()
+        chars = to_simplified(run.group())
         tokens.extend(w for w in _jieba().lcut_for_search(chars) if w not in ZH_STOP)
         tokens.extend(chars[i : i + 2] for i in range(len(chars) - 1))
     tokens.extend(_latin_tokens(text[last:]))

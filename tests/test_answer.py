@@ -166,8 +166,8 @@ def test_a_small_window_holds_fewer_sources_and_never_overflows(tmp_path: Path) 
     roomy = make_answerer(tmp_path, top_k=8)
     question = "What do the Llama 2 release notes say about model size?"
     wide = roomy.ask(question)
-    small = EchoChat(n_ctx=600)
-    tight = make_answerer(tmp_path, small, top_k=8, n_ctx=600, max_tokens=64)
+    small = EchoChat(n_ctx=420)
+    tight = make_answerer(tmp_path, small, top_k=8, n_ctx=420, max_tokens=64)
     answer = tight.ask(question)
     assert 0 < len(answer.sources) < len(wide.sources)  # the budget binds
     total = sum(small.count_tokens(m["content"]) for m in answer.messages)

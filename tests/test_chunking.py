@@ -20,6 +20,7 @@ from tests.conftest import ROOT, raw_chunks, sentences
 # runs in a fresh clone too.
 ZH_ARTICLE = ROOT / "tests" / "fixtures" / "zh-article.txt"
 MINILM_WINDOW = 256  # all-MiniLM-L6-v2's max_seq_length, [CLS] and [SEP] included
+E5_WINDOW = 512  # multilingual-e5-small's
 
 
 def squash(text: str) -> str:
@@ -117,20 +118,33 @@ def english_text() -> str:
     return next(iter_pages(ROOT / "data" / "user-guide.md")).text + "\n\n" + sentences("tokenizer", 80)
 
 
-def test_no_chunk_exceeds_the_minilm_window(minilm_tokenizer) -> None:
-    """Default settings with MiniLM's own tokenizer: no chunk is cut off when it is embedded."""
-    chinese = ZH_ARTICLE
+def test_no_chunk_exceeds_the_default_embedders_window() -> None:
+    """Default settings with multilingual-e5-small's own tokenizer: no chunk is cut off when it is embedded (the
+    window holds 512 tokens: "passage: " takes 2, <s> and </s> 2 more)."""
+    from rag.e5 import load_e5
+
+    e5 = load_e5()
     defaults = Settings(_env_file=None)
-    splitter = make_splitter(minilm_tokenizer.tokenize, defaults.chunk_size, defaults.chunk_overlap)
-    for name, text in [(chinese.name, next(iter_pages(chinese)).text), ("english", english_text())]:
+    splitter = make_splitter(e5.tokenize, defaults.chunk_size, defaults.chunk_overlap)
+    for name, text in [(ZH_ARTICLE.name, next(iter_pages(ZH_ARTICLE)).text), ("english", english_text())]:
+        chunks = chunk_page(splitter, text)
+        assert len(chunks) >= 3, name
+        sizes = [len(e5.tokenize(c)) for c in chunks]
+        assert min(sizes) > 0 and max(sizes) <= defaults.chunk_size, name
+        assert max(len(e5.tokenize("passage: " + c)) + 2 for c in chunks) <= E5_WINDOW, name
+        assert squash(chunks[0])[:10] == squash(text)[:10]  # chunks are the text, in order
+        assert squash(chunks[-1])[-10:] == squash(text)[-10:]
+
+
+def test_no_chunk_exceeds_the_minilm_window(minilm_tokenizer) -> None:
+    """MiniLM-sized settings with MiniLM's own tokenizer (a collection built with it): nothing is cut off."""
+    splitter = make_splitter(minilm_tokenizer.tokenize, 200, 30)
+    for name, text in [(ZH_ARTICLE.name, next(iter_pages(ZH_ARTICLE)).text), ("english", english_text())]:
         chunks = chunk_page(splitter, text)
         assert len(chunks) >= 5, name
         sizes = [len(minilm_tokenizer.tokenize(c)) for c in chunks]
-        assert max(sizes) <= defaults.chunk_size, name
-        with_specials = [len(minilm_tokenizer(c)["input_ids"]) for c in chunks]
-        assert max(with_specials) <= MINILM_WINDOW, name
-        assert min(sizes) > 0
-        # chunks are the text, in order: the first and last characters survive
+        assert min(sizes) > 0 and max(sizes) <= 200, name
+        assert max(len(minilm_tokenizer(c)["input_ids"]) for c in chunks) <= MINILM_WINDOW, name
         assert squash(chunks[0])[:10] == squash(text)[:10]
         assert squash(chunks[-1])[-10:] == squash(text)[-10:]
 

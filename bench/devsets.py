@@ -1,0 +1,131 @@
+"""The development questions by language pair, their tune/report halves, and the store they are asked against.
+
+Every tuned constant is chosen on the "tune" half and reported on the "report" half (bench/check_datasets.py checks the
+split rule). The dev store holds the sample guides (data/), the English dev corpus (bench/corpus/en) and, when the
+team's shared folder is beside the repository, the five Chinese articles (../shared/corpus/zh-llm-articles); sets
+that need a corpus which is absent are skipped with a note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchlib import ROOT
+
+DATASETS = ROOT / "bench" / "datasets"
+SHARED = Path(os.environ.get("DOCCHAT_SHARED", ROOT.parent / "shared"))
+ZH_CORPUS = SHARED / "corpus" / "zh-llm-articles"
+EN_CORPUS = ROOT / "bench" / "corpus" / "en"
+STORES = ROOT / "bench" / "results" / "stores"
+
+
+@dataclass(frozen=True)
+class DevSet:
+    name: str  # question language -> document language
+    path: Path
+    needs_zh: bool  # asked over the Chinese articles
+
+    def items(self, split: str | None = None) -> list[dict]:
+        items = json.loads(self.path.read_text(encoding="utf-8"))
+        splits = seed_splits()
+        for item in items:
+            if "split" not in item:
+                base = str(item.get("id", "")).rsplit("-en", 1)[0]
+                item["split"] = splits.get(str(item.get("id"))) or splits.get(base)
+        return [i for i in items if split in (None, "all") or i.get("split") == split]
+
+
+def seed_splits() -> dict[str, str]:
+    return {i["id"]: i["split"] for i in json.loads((DATASETS / "seeds-splits.json").read_text(encoding="utf-8"))}
+
+
+def dev_sets() -> list[DevSet]:
+    """Answerable sets, named question->documents by language."""
+    sets = [
+        DevSet("zh->zh (seeds)", SHARED / "eval" / "seeds-dev.json", True),
+        DevSet("zh->zh (extra)", DATASETS / "zh-extra-dev.json", True),
+        DevSet("zh-hant->zh", DATASETS / "zh-hant-dev.json", True),
+        DevSet("en->zh (seeds)", SHARED / "eval" / "seeds-dev-en.json", True),
+        DevSet("en->zh (extra)", DATASETS / "en-over-zh-extra-dev.json", True),
+        DevSet("en->en", DATASETS / "en-dev.json", False),
+        DevSet("zh->en", DATASETS / "zh-over-en-dev.json", False),
+        DevSet("guides (en+zh)", DATASETS / "guide-qa.json", False),
+    ]
+    available = []
+    for s in sets:
+        if s.path.exists() and (not s.needs_zh or ZH_CORPUS.is_dir()):
+            available.append(s)
+        else:
+            print(f"note: skipping {s.name}: {s.path if not s.path.exists() else ZH_CORPUS} not found", file=sys.stderr)
+    return available
+
+
+def pair_of(name: str) -> str:
+    """Which language pair a set measures: same-language or cross-language, by question language."""
+    question, _, rest = name.partition("->")
+    documents = rest.split(" ")[0]
+    question = question.split(" ")[0].replace("-hant", "")
+    if name.startswith("guides"):
+        return "same"
+    return "same" if question == documents else "cross"
+
+
+def offtopic(split: str | None = None) -> list[dict]:
+    items = json.loads((DATASETS / "offtopic-dev.json").read_text(encoding="utf-8"))
+    return [i for i in items if split in (None, "all") or i.get("split") == split]
+
+
+def corpus_folders() -> list[Path]:
+    folders = [ROOT / "data", EN_CORPUS]
+    if ZH_CORPUS.is_dir():
+        folders.append(ZH_CORPUS)
+    return [f for f in folders if f.is_dir()]
+
+
+def dev_settings(name: str, **overrides):
+    """Settings for a dev store kept under bench/results/stores/NAME (built once, reused while its files match)."""
+    from rag.config import Settings
+
+    values = {"store_dir": STORES / name, "collection": "dev", "llm_model": "packaged:SmolLM2-135M-Instruct"}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+def dev_store_settings(args, **overrides):
+    """The dev store named by --embed-model and --chunk-size (each combination is its own store, built once)."""
+    name = f"dev-{args.embed_model.replace('/', '_').replace(':', '_')}"
+    values = {"embed_model": args.embed_model}
+    if getattr(args, "chunk_size", None):
+        name += f"-c{args.chunk_size}"
+        values.update(chunk_size=args.chunk_size, chunk_overlap=max(8, args.chunk_size // 8))
+    return dev_settings(name, **values, **overrides)
+
+
+def build_dev_store(settings, quiet: bool = False):
+    """Ingest the dev corpora (skipped when unchanged) and return a ready RagService."""
+    from rag.service import RagService
+
+    service = RagService(settings)
+    report = service.ingestor.ingest_paths(corpus_folders())
+    if not quiet:
+        print(
+            f"dev store {settings.store_dir}: {report.count('ingested', 'replaced')} ingested, "
+            f"{report.count('skipped')} unchanged, {report.chunks_total} chunks ({report.seconds:.0f} s)",
+            file=sys.stderr,
+        )
+    if report.failed:
+        raise SystemExit(f"dev corpus failed to ingest: {[(r.path, r.reason) for r in report.failed]}")
+    return service
+
+
+def cached_queries(embedder):
+    """Wrap embed_query with a cache: a grid search asks the same questions many times."""
+    import functools
+
+    original = embedder.embed_query
+    embedder.embed_query = functools.lru_cache(maxsize=None)(original)  # type: ignore[method-assign]
+    return embedder

@@ -1,0 +1,131 @@
+"""Choose the fusion constants on the tune half of the dev questions; report hit@k on the report half by language pair.
+
+Constants: RAG_DENSE_WEIGHT, RAG_KEYWORD_WEIGHT_CROSS (keyword weight for a chunk in another language than the
+question; same-language keyword weight stays 1) and the dense similarity ranges of rag/retrieve.py
+(DENSE_RELEVANCE_RANGE: plain cosine for chunks in the question's language, centred cosine for the
+others). Candidates are retrieved once per question (Retriever.candidates) and fusion is replayed for
+every grid point with the retriever's own Fusion.scores. Objective: mean hit@5 over the question sets (each set
+counts once), then mean MRR. Reference rows: keyword only, dense only, and today's defaults.
+
+Usage: .venv/bin/python bench/tune_retrieval.py [--scale small|full] [--embed-model SETTING] [--chunk-size N]
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import sys
+
+from benchlib import header, parse_scale, write_results
+from devsets import build_dev_store, cached_queries, dev_sets, dev_store_settings
+
+DENSE = (0.75, 1.0, 1.5, 2.0)
+CROSS = (0.3, 0.5, 1.0)
+SAME_LOWS = (0.76, 0.78, 0.80, 0.82, 0.84, 0.86)
+SAME_WIDTHS = (0.04, 0.07, 0.10)
+CROSS_LOWS = (0.05, 0.10, 0.15, 0.20, 0.25)
+CROSS_WIDTHS = (0.1, 0.2, 0.3)
+TOP_K = 5
+
+
+def replay(fusion, found, gold_ranks_of) -> int | None:
+    scores = fusion.scores(found.language, found.dense, found.keyword, found.languages)
+    ranked = sorted(scores, key=scores.__getitem__, reverse=True)[:TOP_K]
+    return gold_ranks_of(ranked)
+
+
+def metrics(ranks: list[int | None]) -> dict[str, float]:
+    n = len(ranks) or 1
+    return {
+        "questions": len(ranks),
+        "hit@1": sum(1 for r in ranks if r == 1) / n,
+        "hit@3": sum(1 for r in ranks if r and r <= 3) / n,
+        "hit@5": sum(1 for r in ranks if r and r <= 5) / n,
+        "mrr": sum(1 / r for r in ranks if r) / n,
+    }
+
+
+def main() -> int:
+    def options(parser) -> None:
+        parser.add_argument("--embed-model", default="auto")
+        parser.add_argument("--chunk-size", type=int, default=None, help="RAG_CHUNK_SIZE of the dev store")
+
+    args = parse_scale(__doc__.splitlines()[0], extra=options)
+    meta = header("tune_retrieval", args)
+    from rag.evaluate import contains_gold
+    from rag.retrieve import Fusion
+
+    settings = dev_store_settings(args)
+    service = build_dev_store(settings)
+    cached_queries(service.embedder)
+    retriever = service.retriever
+    default = retriever.fusion("en")
+
+    cases: dict[str, dict[str, list]] = {"tune": {}, "report": {}}
+    for split in cases:
+        for dev in dev_sets():
+            rows = []
+            for item in dev.items(split):
+                found = retriever.candidates(item["question"], TOP_K)
+                gold = {cid for cid, chunk in found.rows.items() if contains_gold(chunk.text, item["answers"])}
+
+                def rank_of(ranked, gold=gold):
+                    return next((n for n, cid in enumerate(ranked, 1) if cid in gold), None)
+
+                rows.append((found, rank_of))
+            if rows:
+                cases[split][dev.name] = rows
+
+    def evaluate(fusion, split: str) -> dict[str, dict[str, float]]:
+        return {name: metrics([replay(fusion, f, r) for f, r in rows]) for name, rows in cases[split].items()}
+
+    def objective(table: dict[str, dict[str, float]]) -> tuple[float, float]:
+        return statistics.mean(t["hit@5"] for t in table.values()), statistics.mean(t["mrr"] for t in table.values())
+
+    def fusion_of(g) -> Fusion:
+        dense, cross, same_low, same_width, cross_low, cross_width = g
+        return Fusion(dense, 1.0, cross, (same_low, round(same_low + same_width, 3)),
+                      (cross_low, round(cross_low + cross_width, 3)))  # fmt: skip
+
+    if args.scale == "full":
+        grid = list(itertools.product(DENSE, CROSS, SAME_LOWS, SAME_WIDTHS, CROSS_LOWS, CROSS_WIDTHS))
+    else:
+        grid = [(default.dense_weight, default.keyword_weight_cross, default.same_range[0],
+                 default.same_range[1] - default.same_range[0], default.cross_range[0],
+                 default.cross_range[1] - default.cross_range[0])]  # fmt: skip
+    scored = {g: objective(evaluate(fusion_of(g), "tune")) for g in grid}
+    best = max(grid, key=lambda g: (scored[g], -abs(g[0] - 1.0)))
+    chosen = fusion_of(best)
+    print(f"chosen on the tune half: dense_weight={chosen.dense_weight} keyword_weight_cross="
+          f"{chosen.keyword_weight_cross} same_range={chosen.same_range} cross_range={chosen.cross_range}")
+
+    configs = {
+        "chosen": chosen,
+        "keyword only": Fusion(0.0, 1.0, chosen.keyword_weight_cross, chosen.same_range, chosen.cross_range),
+        "dense only": Fusion(1.0, 0.0, 0.0, chosen.same_range, chosen.cross_range),
+    }
+    results = {"meta": meta, "embedder": service.embedder.name, "halves": {},
+               "chosen": {"dense_weight": chosen.dense_weight, "keyword_weight_cross": chosen.keyword_weight_cross,
+                          "same_range": list(chosen.same_range), "cross_range": list(chosen.cross_range)}}  # fmt: skip
+    for split in ("tune", "report"):
+        results["halves"][split] = {label: evaluate(fusion, split) for label, fusion in configs.items()}
+    print_table(results)
+    results["chunk_size"] = settings.chunk_size
+    write_results("tune_retrieval" + (f"-c{args.chunk_size}" if args.chunk_size else ""), results)
+    return 0
+
+
+def print_table(results: dict) -> None:
+    for split, configs in results["halves"].items():
+        print(f"\n## {split} half ({results['embedder']}): hit@1 / hit@5 / MRR")
+        print("| set | questions | " + " | ".join(configs) + " |")
+        print("|---|---|" + "---|" * len(configs))
+        for name in next(iter(configs.values())):
+            cells = [" / ".join(f"{configs[c][name][k]:.2f}" for k in ("hit@1", "hit@5", "mrr")) for c in configs]
+            print(f"| {name} | {configs['chosen'][name]['questions']} | " + " | ".join(cells) + " |")
+        means = {c: statistics.mean(t["hit@5"] for t in configs[c].values()) for c in configs}
+        print("| mean hit@5 over sets | | " + " | ".join(f"{means[c]:.3f}" for c in configs) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
