@@ -1,11 +1,15 @@
-"""Calibrate grounding: the embedder's similarity range (rag/retrieve.py DENSE_RELEVANCE_RANGE) and RAG_MIN_RELEVANCE.
+"""Calibrate grounding: GROUNDING_RANGE (rag/retrieve.py) and RAG_MIN_RELEVANCE, on answerable vs off-topic questions.
 
 A question is answered when its best retrieved chunk's relevance reaches the threshold, where relevance =
-max(share of the question's words in the chunk, (cosine - low) / (high - low) clipped to 0..1). The constants are
-chosen on the tune half (answerable dev questions of every language pair, and off-topic questions): the most off-topic
-refusals while at least MIN_ANSWERED of the answerable questions are answered; the report half shows what they give.
+max(rarity-weighted share of the question's words in the chunk, similarity rescaled to 0..1) and similarity is the
+plain cosine for a chunk in the question's language, the centred one for a chunk in another (each with its own range).
+Questions are asked in a bilingual collection and in the collection of their documents' language alone (off-topic
+ones in all three). The ranges and the threshold are chosen together on the tune half: the most off-topic refusals
+while at least MIN_ANSWERED of the answerable questions (every language pair) are answered. The report half shows
+what they give, by question language. Each question is searched once; the grid replays the retriever's evidence
+(coverage, similarity).
 
-Usage: .venv/bin/python bench/calibrate_grounding.py [--scale small|full] [--embed-model SETTING]
+Usage: .venv/bin/python bench/calibrate_grounding.py [--scale small|full] [--embed-model SETTING] [--chunk-size N]
 """
 
 from __future__ import annotations
@@ -16,83 +20,85 @@ import sys
 
 import numpy as np
 from benchlib import ROOT, header, parse_scale, write_results
-from devsets import build_dev_store, cached_queries, dev_sets, dev_settings, offtopic
+from devsets import build_dev_stores, cached_queries, dev_cases, offtopic
 
 MIN_ANSWERED = 0.97
-LOWS = np.round(np.arange(0.70, 0.881, 0.01), 3)
-WIDTHS = (0.04, 0.06, 0.08, 0.10, 0.12, 0.15)
-THRESHOLDS = np.round(np.arange(0.25, 0.701, 0.05), 3)
+SAME_LOWS = np.round(np.arange(0.78, 0.901, 0.01), 3)
+SAME_WIDTHS = (0.03, 0.05, 0.08, 0.10)
+CROSS_LOWS = (0.10, 0.15, 0.20, 0.25, 0.30)
+CROSS_WIDTHS = (0.05, 0.10, 0.15, 0.20)
+THRESHOLDS = np.round(np.arange(0.30, 0.901, 0.05), 3)
 
 
-def signals(service, question: str, top_k: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """(coverage, cosine) of each retrieved chunk, so any (low, high, threshold) can be replayed without searching."""
-    from rag.retrieve import term_coverage
-    from rag.tokenize import keyword_tokens
+def evidence(service, question: str) -> tuple[str, np.ndarray]:
+    """(question language, [coverage, similarity, same-language] per retrieved chunk)."""
+    from rag.language import detect_language
 
-    hits = service.retriever.search(question, top_k)
-    if not hits:
-        return np.zeros(0), np.zeros(0)
-    tokens = keyword_tokens(question)
-    stored = service.store.get_vectors([h.chunk_id for h in hits])
-    query = service.embedder.embed_query(question)
-    chunk_tokens = service.keyword_index.tokens_of([h.chunk_id for h in hits])
-    coverage = np.array([term_coverage(tokens, chunk_tokens.get(h.chunk_id, [])) for h in hits])
-    cosine = np.array([float(stored[h.chunk_id] @ query) if h.chunk_id in stored else 0.0 for h in hits])
-    return coverage, cosine
+    language = detect_language(question)
+    hits = service.retriever.search(question, 5)
+    rows = [(h.coverage, np.nan if h.similarity is None else h.similarity, float(h.lang == language)) for h in hits]
+    return language, np.array(rows or [(0.0, np.nan, 1.0)], dtype=np.float64)
 
 
-def best_relevance(sig: tuple[np.ndarray, np.ndarray], low: float, high: float) -> float:
-    coverage, cosine = sig
-    if coverage.size == 0:
-        return 0.0
-    return float(np.max(np.maximum(coverage, np.clip((cosine - low) / (high - low), 0.0, 1.0))))
-
-
-def rates(answerable, off, low, high, threshold) -> tuple[float, float]:
-    answered = float(np.mean([best_relevance(s, low, high) >= threshold for s in answerable]))
-    refused = float(np.mean([best_relevance(s, low, high) < threshold for s in off]))
-    return answered, refused
+def best(ev: np.ndarray, same: tuple[float, float], cross: tuple[float, float]) -> float:
+    coverage, sim, is_same = ev[:, 0], ev[:, 1], ev[:, 2] > 0
+    low = np.where(is_same, same[0], cross[0])
+    high = np.where(is_same, same[1], cross[1])
+    dense = np.nan_to_num(np.clip((sim - low) / (high - low), 0.0, 1.0))
+    return float(np.max(np.maximum(coverage, dense)))
 
 
 def main() -> int:
-    args = parse_scale(__doc__.splitlines()[0], extra=lambda p: p.add_argument("--embed-model", default="auto"))
+    def options(parser) -> None:
+        parser.add_argument("--embed-model", default="auto")
+        parser.add_argument("--chunk-size", type=int, default=None, help="RAG_CHUNK_SIZE of the dev store")
+
+    args = parse_scale(__doc__.splitlines()[0], extra=options)
     meta = header("calibrate_grounding", args)
-    settings = dev_settings(f"dev-{args.embed_model.replace('/', '_').replace(':', '_')}", embed_model=args.embed_model)
-    service = build_dev_store(settings)
+    stores = build_dev_stores(args)
+    service = stores["mixed"]
     cached_queries(service.embedder)
     extra_off = json.loads((ROOT / "bench" / "datasets" / "unanswerable.json").read_text(encoding="utf-8"))
-
     halves = {}
     for split, parity in (("tune", 0), ("report", 1)):
-        answerable = [i["question"] for s in dev_sets() for i in s.items(split)]
-        off = [i["question"] for i in offtopic(split)] + extra_off[parity::2]
-        halves[split] = (
-            [signals(service, q) for q in answerable],
-            [signals(service, q) for q in off],
-        )
-        print(f"{split}: {len(answerable)} answerable, {len(off)} off-topic", file=sys.stderr)
+        answerable = [evidence(store, i["question"]) for _, store, items in dev_cases(stores, split) for i in items]
+        questions = [i["question"] for i in offtopic(split)] + extra_off[parity::2]
+        off = [evidence(store, q) for store in stores.values() for q in questions]  # asked in every collection
+        halves[split] = (answerable, off)
 
-    grid = [(lo, lo + w, t) for lo, w, t in itertools.product(LOWS, WIDTHS, THRESHOLDS)]
-    tune_yes, tune_no = halves["tune"]
-    scored = {g: rates(tune_yes, tune_no, *g) for g in grid}
+    def rates(split: str, g: tuple, language: str | None = None) -> tuple[float, float, int, int]:
+        same, cross, threshold = (g[0], g[0] + g[1]), (g[2], g[2] + g[3]), g[4]
+        yes = [best(e, same, cross) for lang, e in halves[split][0] if language in (None, lang)]
+        no = [best(e, same, cross) for lang, e in halves[split][1] if language in (None, lang)]
+        answered = float(np.mean([v >= threshold for v in yes])) if yes else float("nan")
+        refused = float(np.mean([v < threshold for v in no])) if no else float("nan")
+        return answered, refused, len(yes), len(no)
+
+    default = (0.80, 0.10, 0.05, 0.20, 0.525)
+    grid = list(itertools.product(SAME_LOWS, SAME_WIDTHS, CROSS_LOWS, CROSS_WIDTHS, THRESHOLDS))
+    if args.scale != "full":
+        grid = [*grid[:: max(1, len(grid) // 300)], default]
+    scored = {g: rates("tune", g)[:2] for g in grid}
     feasible = [g for g in grid if scored[g][0] >= MIN_ANSWERED] or grid
-    best = max(feasible, key=lambda g: (scored[g][1], scored[g][0], -g[2]))
-    low, high, threshold = (round(float(x), 3) for x in best)
-    report_yes, report_no = halves["report"]
-    tuned = {"tune": scored[best], "report": rates(report_yes, report_no, low, high, threshold)}
-    coverage_only = {s: rates(*halves[s], 2.0, 3.0, threshold) for s in halves}  # cosine never counts
-
-    print(f"\nchosen on the tune half (answered >= {MIN_ANSWERED}): range ({low}, {high}), threshold {threshold}")
-    print("| half | answered (answerable) | refused (off-topic) | same threshold, word coverage only |")
+    chosen = max(feasible, key=lambda g: (scored[g][1], scored[g][0]))
+    same = (float(chosen[0]), round(float(chosen[0] + chosen[1]), 3))
+    cross = (float(chosen[2]), round(float(chosen[2] + chosen[3]), 3))
+    threshold = float(chosen[4])
+    print(f"\nchosen on the tune half (answered >= {MIN_ANSWERED}): GROUNDING_RANGE same={same} cross={cross}, "
+          f"RAG_MIN_RELEVANCE={threshold}")  # fmt: skip
+    print("| half | question language | answered (answerable) | refused (off-topic) |")
     print("|---|---|---|---|")
+    table: dict[str, dict[str, list]] = {}
     for split in ("tune", "report"):
-        a, r = tuned[split]
-        ca, cr = coverage_only[split]
-        print(f"| {split} | {a:.3f} | {r:.3f} | answered {ca:.3f}, refused {cr:.3f} |")
+        table[split] = {}
+        for language in (None, "en", "zh"):
+            a, r, ny, nn = rates(split, chosen, language)
+            table[split][language or "all"] = [a, r, ny, nn]
+            print(f"| {split} | {language or 'all'} | {a:.3f} of {ny} | {r:.3f} of {nn} |")
     write_results(
         "calibrate_grounding",
-        {"meta": meta, "embedder": service.embedder.name, "range": [low, high], "threshold": threshold,
-         "tuned": tuned, "coverage_only": coverage_only, "min_answered": MIN_ANSWERED},
+        {"meta": meta, "embedder": service.embedder.name, "same_range": list(same), "cross_range": list(cross),
+         "threshold": float(threshold), "min_answered": MIN_ANSWERED, "rates": table},
     )  # fmt: skip
     return 0
 

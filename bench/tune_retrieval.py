@@ -17,7 +17,7 @@ import statistics
 import sys
 
 from benchlib import header, parse_scale, write_results
-from devsets import build_dev_store, cached_queries, dev_sets, dev_store_settings
+from devsets import build_dev_stores, cached_queries, dev_cases
 
 DENSE = (0.75, 1.0, 1.5, 2.0)
 CROSS = (0.3, 0.5, 1.0)
@@ -55,26 +55,24 @@ def main() -> int:
     from rag.evaluate import contains_gold
     from rag.retrieve import Fusion
 
-    settings = dev_store_settings(args)
-    service = build_dev_store(settings)
+    stores = build_dev_stores(args)
+    service = stores["mixed"]
     cached_queries(service.embedder)
-    retriever = service.retriever
-    default = retriever.fusion("en")
+    default = service.retriever.fusion("en")
 
     cases: dict[str, dict[str, list]] = {"tune": {}, "report": {}}
     for split in cases:
-        for dev in dev_sets():
+        for label, store, items in dev_cases(stores, split):
             rows = []
-            for item in dev.items(split):
-                found = retriever.candidates(item["question"], TOP_K)
+            for item in items:
+                found = store.retriever.candidates(item["question"], TOP_K)
                 gold = {cid for cid, chunk in found.rows.items() if contains_gold(chunk.text, item["answers"])}
 
                 def rank_of(ranked, gold=gold):
                     return next((n for n, cid in enumerate(ranked, 1) if cid in gold), None)
 
                 rows.append((found, rank_of))
-            if rows:
-                cases[split][dev.name] = rows
+            cases[split][label] = rows
 
     def evaluate(fusion, split: str) -> dict[str, dict[str, float]]:
         return {name: metrics([replay(fusion, f, r) for f, r in rows]) for name, rows in cases[split].items()}
@@ -110,7 +108,7 @@ def main() -> int:
     for split in ("tune", "report"):
         results["halves"][split] = {label: evaluate(fusion, split) for label, fusion in configs.items()}
     print_table(results)
-    results["chunk_size"] = settings.chunk_size
+    results["chunk_size"] = service.settings.chunk_size
     write_results("tune_retrieval" + (f"-c{args.chunk_size}" if args.chunk_size else ""), results)
     return 0
 

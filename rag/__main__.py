@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from rag.cli_common import fail, quiet_libraries
-from rag.errors import ConfigError, RagError
+from rag.errors import ConfigError, MissingCollection, RagError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,13 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         if args.command == "models":
             return run_models(settings, args)
+        from rag.retrieve import empty_index
         from rag.service import RagService
         from rag.store import Store
 
-        service = RagService(settings, store=Store(settings, create=False))
+        try:
+            store = Store(settings, create=False)
+        except MissingCollection:
+            raise empty_index(settings.collection) from None
+        service = RagService(settings, store=store)
         if not service.store.documents():  # before any model loads: an empty store fails in a second
-            from rag.retrieve import empty_index
-
             raise empty_index(settings.collection)
         if notice := service.notice:
             print(f"Note: {notice}", file=sys.stderr)

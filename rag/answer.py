@@ -217,9 +217,4 @@ class Answerer:
 
     def quotes(self, question: str, sources: list[Hit]) -> list[Quote]:
         idf = self.retriever.keyword_index.idf(keyword_tokens(question))
-        return choose_quotes(question, sources, self.retriever.embedder, self._similarity_range(), idf)
-
-    def _similarity_range(self) -> tuple[float, float]:
-        """Sentences are compared with the question by plain cosine (rescaled like same-language chunks): only the
-        order among a few sources' sentences matters, and word overlap (none across languages) is added to it."""
-        return self.retriever.fusion("en").same_range
+        return choose_quotes(question, sources, self.retriever.sentence_similarity, idf)

@@ -22,6 +22,9 @@ import numpy as np
 
 REFERENCE_FILE = Path(__file__).with_name("data") / "e5_reference_means.json"
 MIN_CHUNKS = 20  # fewer chunks of a language than this: its collection mean is mostly one document's topic
+# A collection's mean is blended with the reference mean as if the reference were this many chunks: a one-document
+# collection's "mean" is that document's topic, and subtracting it would subtract the very thing a question asks about.
+PRIOR_CHUNKS = 50
 SAMPLE = 512  # vectors per language used to estimate its mean
 SAMPLE_RUNS = 8  # taken from this many places spread over the collection, not only its oldest documents
 
@@ -89,11 +92,15 @@ def language_counts(records) -> dict[str, int]:
 
 def estimate_means(store, counts: Mapping[str, int], embedder_name: str) -> LanguageMeans:
     """Sample each language's vectors (spread over the collection) and average them."""
+    reference = reference_means(embedder_name)
     means: dict[str, np.ndarray] = {}
     for language, total in counts.items():
         if total <= 0:
             continue
         vectors = store.sample_vectors(language, total, SAMPLE, SAMPLE_RUNS)
         if len(vectors):
-            means[language] = vectors.mean(axis=0)
-    return LanguageMeans(means, dict(counts), reference_means(embedder_name))
+            mean = vectors.mean(axis=0)
+            if language in reference:
+                mean = (total * mean + PRIOR_CHUNKS * reference[language]) / (total + PRIOR_CHUNKS)
+            means[language] = mean
+    return LanguageMeans(means, dict(counts), reference)

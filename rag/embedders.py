@@ -55,7 +55,8 @@ class SentenceTransformerEmbedder:
         self.model = SentenceTransformer(location, device=device or "cpu")
         self.name = name
         self.batch_size = batch_size
-        self.dim = int(self.model.get_sentence_embedding_dimension() or 0)
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(dimension() or 0)
         self.max_tokens = int(self.model.max_seq_length or 512)
         self.multilingual = bool(_MULTILINGUAL.search(name))
         self._tokenizer = self.model.tokenizer

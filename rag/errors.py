@@ -13,6 +13,10 @@ class ConfigError(RagError):
     """A setting has a value we cannot use."""
 
 
+class MissingCollection(ConfigError):
+    """RAG_COLLECTION names a collection the store does not have (read-only commands do not create it)."""
+
+
 class ModelNotFound(RagError):
     """A configured model file or folder does not exist."""
 

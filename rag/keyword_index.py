@@ -6,8 +6,8 @@ touches only documents that were added, changed or removed.
 
 Layout: every chunk gets a row number; a document's chunks get consecutive rows in chunk order, with one unused row
 before each document, so "the previous chunk of the same document" is always ``row - 1`` (or an empty row).
-Postings are (row, term frequency, chunk length) records of 8 bytes, one blob per range of 16,384 rows and term,
-keyed range first. New rows are always above the old ones, so adding documents appends only to the newest range,
+Postings are (row offset, term frequency, chunk length) records of 6 bytes, one blob per range of 65,536 rows and
+term, keyed range first. New rows are always above the old ones, so adding documents appends only to the newest range,
 whose pages stay together and in cache; removing a document rewrites only the ranges that hold its rows. The work per
 document does not depend on the collection's size, and nothing per chunk is kept in memory between queries.
 
@@ -47,10 +47,12 @@ K1 = 1.5
 B = 0.75
 SCHEMA_VERSION = "1"
 BUSY_TIMEOUT_S = 120.0  # a writer waits this long for another writer's transaction (a sync batch takes seconds)
-# Postings are stored per range of 16,384 rows and term. Larger ranges mean fewer lookups per query term (61 at 1M
-# chunks) but larger blobs rewritten when a document is added (at most 128 KB per term).
-PART_BITS = 14
-POSTING = np.dtype([("row", "<u4"), ("tf", "<u2"), ("dl", "<u2")])
+# Postings are stored per range of 65,536 rows and term. Larger ranges mean fewer lookups per query term (16 at 1M
+# chunks; most are misses for rare words) but larger blobs rewritten when a document is added (at most 384 KB per
+# term). At most 16: a posting stores its row as a 16-bit offset in its range.
+PART_BITS = 16
+# A posting: the row's offset in its range (the range's first row is part << PART_BITS), term frequency, chunk length.
+POSTING = np.dtype([("offset", "<u2"), ("tf", "<u2"), ("dl", "<u2")])
 MAX_IDLE_CONNECTIONS = 4
 SQL_BATCH = 400  # parameters per IN (...) list (two lists stay under the old limit of 999)
 
@@ -154,7 +156,7 @@ class KeywordIndex:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
             conn.execute("PRAGMA synchronous=NORMAL")  # a crash can lose the last commit, never consistency
-            conn.execute("PRAGMA cache_size=-16000")  # 16 MB of pages per connection
+            conn.execute("PRAGMA cache_size=-64000")  # 64 MB: the blobs of common words stay in memory
             # Some builds (Debian's) zero every freed page: that doubles the writes of a blob rewrite. FAST zeroes
             # deleted content only where it costs no extra I/O.
             conn.execute("PRAGMA secure_delete=FAST")
@@ -327,7 +329,8 @@ class KeywordIndex:
             sql = "SELECT term, part, data FROM postings WHERE " + _in_parts_and_terms(len(parts), len(batch))
             for term, part_no, data in conn.execute(sql, [*parts, *batch]):
                 postings = np.frombuffer(data, dtype=POSTING)
-                kept = postings[(postings["row"] < first) | (postings["row"] > last)]
+                rows = postings["offset"].astype(np.int64) + (part_no << PART_BITS)
+                kept = postings[(rows < first) | (rows > last)]
                 if len(kept) == len(postings):
                     continue
                 if len(kept):
@@ -410,6 +413,11 @@ class KeywordIndex:
             if df.get(term)
         }
 
+    def max_idf(self) -> float:
+        """The idf a token no chunk holds would have."""
+        n_chunks = self.n_chunks()
+        return float(np.log(1 + (n_chunks + 0.5) / 0.5))
+
     def search(self, tokens: list[str], limit: int) -> list[tuple[str, float]]:
         """(chunk_id, score) best first, score > 0: BM25 plus NEIGHBOUR_SHARE of the previous chunk's BM25."""
         weights = Counter(split_tokens(tokens))
@@ -429,15 +437,15 @@ class KeywordIndex:
         return found[:limit]
 
     @staticmethod
-    def _postings(conn: sqlite3.Connection, terms: list[str], last_part: int) -> dict[str, np.ndarray]:
+    def _postings(conn: sqlite3.Connection, terms: list[str], last_part: int) -> dict[str, _Postings]:
         """Every posting of these terms: one primary-key lookup per (range, term)."""
-        blobs: defaultdict[str, list[bytes]] = defaultdict(list)
+        blobs: defaultdict[str, list[tuple[int, bytes]]] = defaultdict(list)
         for parts in _chunks_of(list(range(last_part + 1))):
             for batch in _chunks_of(terms):
-                sql = "SELECT term, data FROM postings WHERE " + _in_parts_and_terms(len(parts), len(batch))
-                for term, data in conn.execute(sql, [*parts, *batch]):
-                    blobs[term].append(data)
-        return {term: np.frombuffer(b"".join(parts), dtype=POSTING) for term, parts in blobs.items()}
+                sql = "SELECT term, part, data FROM postings WHERE " + _in_parts_and_terms(len(parts), len(batch))
+                for term, part, data in conn.execute(sql, [*parts, *batch]):
+                    blobs[term].append((part, data))
+        return {term: _Postings.join(found) for term, found in blobs.items()}
 
     @staticmethod
     def _document_frequencies(conn: sqlite3.Connection, terms: list[str], last_part: int) -> dict[str, int]:
@@ -456,6 +464,23 @@ class KeywordIndex:
         for part in _chunks_of(rows):
             out.update(conn.execute(f"SELECT row, chunk_id FROM chunks WHERE row IN ({_marks(len(part))})", part))
         return out
+
+
+@dataclass
+class _Postings:
+    """One term's postings, decoded: rows (absolute), term frequencies, chunk lengths."""
+
+    rows: np.ndarray
+    tf: np.ndarray
+    dl: np.ndarray
+
+    @classmethod
+    def join(cls, blobs: list[tuple[int, bytes]]) -> _Postings:
+        """From (range, blob) pairs."""
+        postings = np.frombuffer(b"".join(data for _, data in blobs), dtype=POSTING)
+        sizes = [len(data) // POSTING.itemsize for _, data in blobs]
+        starts = np.repeat(np.array([part << PART_BITS for part, _ in blobs], dtype=np.int64), sizes)
+        return cls(postings["offset"] + starts, postings["tf"], postings["dl"])
 
 
 def _posting_blobs(new_rows: list[tuple[int, list[str]]]) -> list[tuple[int, str, bytes]]:
@@ -478,7 +503,7 @@ def _posting_blobs(new_rows: list[tuple[int, list[str]]]) -> list[tuple[int, str
     part_of = row_of >> PART_BITS
     order = np.lexsort((row_of, rank[term_of], part_of))
     postings = np.empty(len(order), dtype=POSTING)
-    postings["row"] = row_of[order]
+    postings["offset"] = row_of[order] & ((1 << PART_BITS) - 1)
     postings["tf"] = np.minimum(tf[order], 65535)
     postings["dl"] = np.minimum(np.repeat(lengths, lengths)[first[order]], 65535)
     part_of, term_of = part_of[order], term_of[order]
@@ -494,18 +519,45 @@ def _posting_blobs(new_rows: list[tuple[int, list[str]]]) -> list[tuple[int, str
 
 
 def _bm25(
-    postings: dict[str, np.ndarray], weights: Counter[str], n_chunks: int, avg_tokens: float, size: int
+    postings: dict[str, _Postings], weights: Counter[str], n_chunks: int, avg_tokens: float, size: int
 ) -> np.ndarray:
-    """Scores of every row (dense, indexed by row): bm25s's "lucene" BM25, a repeated query term counting again."""
-    rows, parts = [], []
+    """Scores of every row (dense, indexed by row): bm25s's "lucene" BM25, a repeated query term counting again.
+
+    float32 like bm25s, in place, added term by term (a term's postings hold each row once): at 1M chunks a query
+    of common words holds ~10^6 postings."""
+    own = np.zeros(size, dtype=np.float32)
+    k_length = np.float32(K1 * B / max(avg_tokens, 1e-9))
+    k_base = np.float32(K1 * (1 - B))
     for term, found in postings.items():
-        df = len(found)
-        idf = np.log(1 + (n_chunks - df + 0.5) / (df + 0.5))
-        tf = found["tf"].astype(np.float64)
-        norm = K1 * (1 - B + B * found["dl"] / max(avg_tokens, 1e-9))
-        rows.append(found["row"].astype(np.intp))
-        parts.append(weights[term] * idf * tf / (tf + norm))
-    return np.bincount(np.concatenate(rows), weights=np.concatenate(parts), minlength=size)
+        df = len(found.rows)
+        weight = np.float32(weights[term] * np.log(1 + (n_chunks - df + 0.5) / (df + 0.5)))
+        tf = found.tf.astype(np.float32)
+        norm = found.dl.astype(np.float32)
+        norm *= k_length
+        norm += k_base
+        norm += tf
+        np.divide(tf, norm, out=tf)
+        tf *= weight
+        own[found.rows] += tf
+    return own
+
+
+def _top_positive(own: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the ``k`` best positive scores (any order; fewer if fewer score). A threshold taken from every 32nd
+    row usually leaves a few hundred rows to rank, instead of every row that scores (most of them, for a common
+    word); if it leaves fewer than ``k``, all scoring rows are ranked."""
+    step, m = 32, 2 * k // 32  # the m-th best of the sample: about 2k rows are above it
+    if m >= 1 and len(own) >= 64 * k:
+        sample = own[::step]
+        threshold = np.partition(sample, len(sample) - m)[len(sample) - m]
+        if threshold > 0:
+            above = np.flatnonzero(own >= threshold)
+            if len(above) >= k:
+                return above[np.argpartition(own[above], len(above) - k)[len(above) - k :]]
+    scoring = np.flatnonzero(own > 0)
+    if len(scoring) <= k:
+        return scoring
+    return scoring[np.argpartition(own[scoring], len(scoring) - k)[len(scoring) - k :]]
 
 
 def _top_smoothed(own: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -516,15 +568,11 @@ def _top_smoothed(own: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
     The empty row after a document's last chunk inherits a share too, but always less than that chunk scores, so
     returning ``2 * limit`` rows leaves at least ``limit`` chunks once the caller drops empty rows.
     """
-    scoring = np.flatnonzero(own > 0)
     want = 2 * limit
     k = 4 * want
     while True:
-        if k < len(scoring):
-            top = scoring[np.argpartition(own[scoring], len(scoring) - k)[len(scoring) - k :]]
-            bound = (1 + NEIGHBOUR_SHARE) * own[top].min()
-        else:
-            top, bound = scoring, 0.0
+        top = _top_positive(own, k)
+        bound = (1 + NEIGHBOUR_SHARE) * own[top].min() if len(top) == k else 0.0
         rows = np.union1d(top, top + 1)
         scores = own[rows] + NEIGHBOUR_SHARE * own[rows - 1]
         order = np.lexsort((rows, -scores))[:want]

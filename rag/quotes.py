@@ -11,21 +11,20 @@ has four parts:") brings the following sentences along, since they are its answe
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ingest.chunking import split_sentences, unwrap_lines
-from rag.embedders import Embedder
 from rag.retrieve import Hit, term_coverage
 from rag.tokenize import keyword_tokens
 
 MAX_SENTENCES = 3
 MAX_CHARS = 500
 MIN_CHARS = 6  # shorter pieces (list bullets, page numbers) never stand alone as a quote
-CANDIDATES = 12  # sentences embedded per question: the best by word overlap and rank
+CANDIDATES = 40  # sentences embedded per question (a 400-token chunk holds 10-20): the best by overlap and rank
 # Score = SIMILARITY_WEIGHT * rescaled similarity + OVERLAP_WEIGHT * word coverage + RANK_WEIGHT / (1 + chunk rank)
 # + NUMBER_WEIGHT if the question asks for a number and the sentence has one. Chosen on the tune half of the dev
 # questions (bench/tune_quotes.py), reported on the other half.
@@ -81,12 +80,12 @@ def sentences_of(hits: list[Hit]) -> list[_Sentence]:
 def choose_quotes(
     question: str,
     hits: list[Hit],
-    embedder: Embedder | None = None,
-    similarity_range: tuple[float, float] = (0.0, 1.0),
+    similarity: Callable[[str, list[str]], np.ndarray] | None = None,
     idf: Mapping[str, float] | None = None,
 ) -> list[Quote]:
-    """At most MAX_SENTENCES sentences (MAX_CHARS in all) that best answer ``question``; ``idf`` weighs the
-    question's words by rarity (the keyword index's), plain coverage without it."""
+    """At most MAX_SENTENCES sentences (MAX_CHARS in all) that best answer ``question``. ``similarity`` rates
+    sentences against the question on 0..1 (the retriever's, centred across languages); ``idf`` weighs the question's
+    words by rarity (the keyword index's), plain coverage without it."""
     sentences = sentences_of(hits)
     if not sentences:
         return []
@@ -102,14 +101,11 @@ def choose_quotes(
         return []
     # Embedding every sentence of five chunks costs more than the question is worth: pre-select by cheap signals.
     shortlist = sorted(eligible, key=lambda i: OVERLAP_WEIGHT * overlap[i] + prior[i], reverse=True)[:CANDIDATES]
-    similarity = dict.fromkeys(shortlist, 0.0)
-    if embedder is not None and SIMILARITY_WEIGHT > 0:
-        vectors = embedder.embed_passages([sentences[i].text for i in shortlist])
-        question_vector = embedder.embed_query(question)
-        low, high = similarity_range
-        for i, vector in zip(shortlist, vectors, strict=True):
-            similarity[i] = float(np.clip((float(vector @ question_vector) - low) / (high - low), 0.0, 1.0))
-    score = {i: SIMILARITY_WEIGHT * similarity[i] + OVERLAP_WEIGHT * overlap[i] + prior[i] for i in shortlist}
+    rated = dict.fromkeys(shortlist, 0.0)
+    if similarity is not None and SIMILARITY_WEIGHT > 0:
+        values = similarity(question, [sentences[i].text for i in shortlist])
+        rated.update(zip(shortlist, (float(v) for v in values), strict=True))
+    score = {i: SIMILARITY_WEIGHT * rated[i] + OVERLAP_WEIGHT * overlap[i] + prior[i] for i in shortlist}
     best = max(shortlist, key=score.__getitem__)
     picked = [best]
     if _ANNOUNCES.search(sentences[best].text):  # "...four parts:" -> the parts are the answer

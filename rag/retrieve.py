@@ -36,11 +36,15 @@ from rag.tokenize import keyword_tokens
 CANDIDATES_PER_RESULT = 4
 LEDGER_TTL_S = 2.0
 # Chosen on the tune half of the dev questions (bench/tune_retrieval.py), reported on the other half.
-KEYWORD_WEIGHT_CROSS = 1.0
+KEYWORD_WEIGHT_CROSS = 0.5
 # Cosine similarities mapped to a 0..1 relevance: (what means "unrelated", what means "clearly on topic"), for chunks
 # in the question's language (plain cosine) and in another (centred cosine). e5's plain similarities crowd into
 # 0.75-0.92. Chosen with bench/tune_retrieval.py; other models: raw cosine, unrescaled.
 DENSE_RELEVANCE_RANGE = {"multilingual-e5-small": {"same": (0.8, 0.9), "cross": (0.05, 0.25)}}
+# The same two similarities as evidence that a chunk answers the question at all (grounding), on their own scale:
+# ranking only needs the order of a question's candidates, grounding compares questions with each other.
+# Chosen with bench/calibrate_grounding.py on the tune half, together with RAG_MIN_RELEVANCE.
+GROUNDING_RANGE = {"multilingual-e5-small": {"same": (0.79, 0.89), "cross": (0.1, 0.15)}}
 
 
 def empty_index(collection: str) -> EmptyIndex:
@@ -61,6 +65,8 @@ class Hit:
     keyword_score: float | None  # normalised BM25 (0..~1.2), when the keyword side found it
     relevance: float  # 0..1, what grounding compares with RAG_MIN_RELEVANCE
     lang: str = "en"
+    coverage: float = 0.0  # rarity-weighted share of the (judged) question's words in the chunk
+    similarity: float | None = None  # the (judged) question's similarity to the chunk (centred across languages)
     doc_id: str = ""
     chunk_index: int = 0
     ocr: bool = False
@@ -203,9 +209,6 @@ class Retriever:
         fusion = self.fusion(question_language)
         return fusion.keyword_weight if question_language == chunk_language else fusion.keyword_weight_cross
 
-    def dense_relevance(self, similarity: float | None, same: bool = True) -> float:
-        return self.fusion("en").dense_relevance(similarity, same)
-
     # ------------------------------------------------------------------ search
     def search(self, query: str, top_k: int | None = None, judge: str | None = None) -> list[Hit]:
         """The best chunks for ``query``. Relevance (grounding) is judged on ``judge`` when given: the user's own
@@ -216,9 +219,9 @@ class Retriever:
         ranked = sorted(scores, key=scores.__getitem__, reverse=True)
         chosen = ranked[: len(scores) if self.settings.rerank_model else top_k]
         known = found.dense if judge in (None, query) else None
-        relevance = self._relevance(judge or query, chosen, found.rows, known)
+        evidence = self.evidence(judge or query, chosen, found.rows, known)
         hits = [
-            _hit(found.rows[cid], scores[cid], found.dense.get(cid), found.keyword.get(cid), relevance[cid])
+            _hit(found.rows[cid], scores[cid], found.dense.get(cid), found.keyword.get(cid), *evidence[cid])
             for cid in chosen
         ]
         if self.settings.rerank_model and hits:
@@ -273,14 +276,19 @@ class Retriever:
                 out.update({c.chunk_id: (c, float(s)) for c, s in zip(chunks, similarity, strict=True)})
         return out
 
-    def _relevance(
+    def evidence(
         self, question: str, ids: list[str], rows: dict[str, Chunk], similarity: dict[str, float] | None
-    ) -> dict[str, float]:
-        """max(rarity-weighted share of the question's words in the chunk, dense relevance) per chunk. Given no
-        ``similarity`` (the question is not what was searched), the vectors are compared here."""
+    ) -> dict[str, tuple[float, float, float | None]]:
+        """(relevance, coverage, similarity) of each chunk for grounding: relevance = max(coverage, similarity
+        rescaled by GROUNDING_RANGE). Given no ``similarity`` (the question is not what was searched), the vectors
+        are compared here. Calibrated with bench/calibrate_grounding.py."""
         language = detect_language(question)
         tokens = keyword_tokens(question)
+        # A question word that no chunk holds counts, at the weight of the rarest word: a question about something
+        # the documents never mention ("Who painted the Mona Lisa?") must not look covered.
         idf = self.keyword_index.idf(tokens)
+        absent = self.keyword_index.max_idf()
+        idf = {t: idf.get(t, absent) for t in tokens}
         chunk_tokens = self.keyword_index.tokens_of(ids)
         if self.dense_weight(language) <= 0:
             similarity = {}
@@ -296,12 +304,40 @@ class Retriever:
                     similarity[cid] = float(means.centred_similarity(centred, chunk_vector[None, :], chunk_language)[0])
                 else:
                     similarity[cid] = float(chunk_vector @ vector)
+        out = {}
+        for cid in ids:
+            coverage = term_coverage(tokens, chunk_tokens.get(cid) or keyword_tokens(rows[cid].text), idf)
+            sim = similarity.get(cid)
+            out[cid] = (max(coverage, self.grounding(sim, _lang(rows[cid]) == language)), coverage, sim)
+        return out
+
+    def sentence_similarity(self, question: str, sentences: list[str]) -> np.ndarray:
+        """How close each sentence is to the question, 0..1, on the fusion's scales: plain cosine for a sentence in
+        the question's language, centred cosine (this collection's language means) for one in another language."""
+        language = detect_language(question)
+        if not sentences or self.dense_weight(language) <= 0:
+            return np.zeros(len(sentences))
+        vectors = self.embedder.embed_passages(sentences)
+        vector = self.embedder.embed_query(question)
+        means = self._means
+        centred = means.centred_question(vector, language) if means.collection else vector
         fusion = self.fusion(language)
-        return {
-            cid: max(term_coverage(tokens, chunk_tokens.get(cid) or keyword_tokens(rows[cid].text), idf),
-                     fusion.dense_relevance(similarity.get(cid), _lang(rows[cid]) == language))
-            for cid in ids
-        }  # fmt: skip
+        out = np.zeros(len(sentences))
+        for i, (text, row) in enumerate(zip(sentences, vectors, strict=True)):
+            sentence_language = detect_language(text)
+            if means.collection and sentence_language != language:
+                value = float(means.centred_similarity(centred, row[None, :], sentence_language)[0])
+                out[i] = fusion.dense_relevance(value, same=False)
+            else:
+                out[i] = fusion.dense_relevance(float(row @ vector), same=True)
+        return out
+
+    def grounding(self, similarity: float | None, same_language: bool) -> float:
+        if similarity is None:
+            return 0.0
+        ranges = GROUNDING_RANGE.get(self.embedder.name, {})
+        low, high = ranges.get("same" if same_language else "cross", (0.0, 1.0))
+        return float(min(1.0, max(0.0, (similarity - low) / (high - low))))
 
     def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         with self._reranker_lock:
@@ -323,7 +359,15 @@ def _lang(chunk: Chunk) -> str:
     return str(chunk.meta.get("lang") or detect_language(chunk.text))
 
 
-def _hit(chunk: Chunk, score: float, similarity: float | None, keyword_score: float | None, relevance: float) -> Hit:
+def _hit(
+    chunk: Chunk,
+    score: float,
+    dense: float | None,
+    keyword_score: float | None,
+    relevance: float,
+    coverage: float,
+    similarity: float | None,
+) -> Hit:
     meta = chunk.meta
     return Hit(
         chunk_id=chunk.chunk_id,
@@ -332,9 +376,11 @@ def _hit(chunk: Chunk, score: float, similarity: float | None, keyword_score: fl
         file_name=str(meta.get("file_name", "")),
         page=int(meta["page"]) if meta.get("page") is not None else None,
         score=score,
-        dense_similarity=similarity,
+        dense_similarity=dense,
         keyword_score=keyword_score,
         relevance=relevance,
+        coverage=coverage,
+        similarity=similarity,
         lang=_lang(chunk),
         doc_id=chunk.doc_id,
         chunk_index=int(meta.get("chunk_index", 0)),

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from rag.config import Settings
-from rag.errors import ConfigError, RagError, StoreError, WriterBusy
+from rag.errors import ConfigError, MissingCollection, RagError, StoreError, WriterBusy
 
 DOCS_SUFFIX = ".docs"
 PAGE = 2000  # records per Chroma get(): bounded memory when paging through a large collection
@@ -196,7 +196,7 @@ class Store:
             reason = str(exc).split(". Got:")[0]  # Chroma repeats the (up to 512-character) name
             raise ConfigError(f"RAG_COLLECTION={self.name!r} is rejected by Chroma: {reason}") from None
         except NotFoundError:
-            raise ConfigError(
+            raise MissingCollection(
                 f"there is no collection {self.name!r} in {self.where()} (RAG_COLLECTION); "
                 f"existing: {', '.join(self.list_collections()) or 'none'}"
             ) from None

@@ -102,7 +102,8 @@ def test_list_and_remove(rag_env, store_dir, docs_dir, two_docs, tmp_path) -> No
     assert [(d["file_name"], d["n_chunks"], d["n_pages"]) for d in as_json] == [
         (name, records[name].n_chunks, records[name].n_pages) for name in ("pelican.md", "walrus.txt", "guide.pdf")
     ]
-    assert set(as_json[0]) == {"doc_id", "source", "file_name", "doc_hash", "n_chunks", "n_pages", "ingested_at", "rev", "langs"}
+    fields = {"doc_id", "source", "file_name", "doc_hash", "n_chunks", "n_pages", "ingested_at", "rev", "langs"}
+    assert set(as_json[0]) == fields
 
     removed = run_ingest(store_dir, "--remove", "pelican.md", "--remove", str(walrus), "--remove", "nothing.md")
     assert removed.returncode == 1, removed.stderr  # one of the three was not in the store

@@ -160,7 +160,7 @@ def test_scanned_chinese_and_english_pages_are_read_on_their_page(scanned_guides
     assert events == [PageEvent(1, 3, True), PageEvent(2, 3, True), PageEvent(3, 3, True)]
     assert "默认的检索数量(top-k)是5个片段" in _squeeze(units[0].text)  # NFKC: full-width brackets fold
     assert "The citation badge colour is teal" in units[1].text
-    assert "文档按200个词元切分" in _squeeze(units[2].text)
+    assert "文档按400个词元切分" in _squeeze(units[2].text)
     for unit, reference in zip(units, references, strict=True):
         assert _similarity(reference, unit.text) >= 0.95, (unit.page, unit.text)
         assert unit.text == normalize_text(unit.text)

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.config import Settings
@@ -44,13 +45,43 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> RagService:
     return service
 
 
-def test_packaged_embedder_gives_unit_vectors_that_rank_paraphrases_higher() -> None:
-    embedder = load_embedder(Settings())
-    vectors = embedder.embed(["The cat sits on the mat.", "A cat is sitting on a rug.", "Quarterly tax filing rules."])
-    assert vectors.shape == (3, 384)
-    assert abs(float((vectors[0] ** 2).sum()) - 1.0) < 1e-4
-    assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2]) + 0.2
-    assert embedder.name == "all-MiniLM-L6-v2"
+def test_packaged_embedder_is_multilingual_and_gives_unit_vectors() -> None:
+    embedder = load_embedder(Settings(_env_file=None))
+    assert embedder.name == "multilingual-e5-small" and embedder.multilingual
+    vectors = embedder.embed_passages(
+        ["The cat sits on the mat.", "猫坐在垫子上。", "A cat is sitting on a rug.", "季度报税的规定。"]
+    )
+    assert vectors.shape == (4, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[3])  # its translation beats an unrelated one
+    assert float(vectors[0] @ vectors[2]) > float(vectors[0] @ vectors[3])
+    minilm = load_embedder(Settings(_env_file=None), "packaged:all-MiniLM-L6-v2")  # still there for old collections
+    assert minilm.name == "all-MiniLM-L6-v2" and not minilm.multilingual
+
+
+@pytest.fixture(scope="module")
+def one_language_stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RagService]:
+    """A store holding only the English guide PDF, and one holding only the Chinese one."""
+    out = {}
+    for language, name in (("en", "user-guide.pdf"), ("zh", "用户指南.pdf")):
+        settings = Settings(_env_file=None, store_dir=tmp_path_factory.mktemp(f"store-{language}"), n_ctx=2048)
+        service = RagService(settings)
+        assert not service.ingestor.ingest_paths([ROOT / "data" / name]).failed
+        out[language] = service
+    return out
+
+
+def test_a_chinese_question_finds_the_english_passage(one_language_stores: dict[str, RagService]) -> None:
+    hits = one_language_stores["en"].retriever.search("引用标记是什么颜色的？", top_k=5)
+    assert any("teal" in h.text and h.page == 3 for h in hits)
+    answer = one_language_stores["en"].answerer.stream("引用标记是什么颜色的？", mode="quotes")
+    assert not answer.abstained and any("teal" in q.text for q in answer.quotes)
+
+
+def test_an_english_question_finds_the_chinese_passage(one_language_stores: dict[str, RagService]) -> None:
+    question = "What is the default number of chunks retrieved per answer (top-k)?"
+    hits = one_language_stores["zh"].retriever.search(question, top_k=5)
+    assert any("默认的检索数量" in h.text and h.page == 2 for h in hits)
 
 
 def test_packaged_llm_generates_text_on_this_cpu() -> None:
@@ -98,7 +129,9 @@ def test_cli_ask_json_and_search_json(service: RagService) -> None:
     out = run_rag(env, "ask", "What colour is the citation badge?", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert set(data) == {"answer", "abstained", "sources"} and data["abstained"] is False
+    assert set(data) == {"answer", "generated", "abstained", "quotes", "sources"} and data["abstained"] is False
+    assert data["generated"] is True and data["answer"].strip()
+    assert any("teal" in q["text"] and q["page"] == 3 for q in data["quotes"])  # the quote answers, verbatim
     assert data["sources"][0]["page"] == 3 and data["sources"][0]["source"].endswith("user-guide.pdf")
 
     questions = service.settings.store_dir / "q.txt"
@@ -108,7 +141,7 @@ def test_cli_ask_json_and_search_json(service: RagService) -> None:
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [line["query"] for line in lines] == ["What colour is the citation badge?", "默认的检索数量是多少？"]
     assert all(len(line["results"]) == 3 for line in lines)
-    assert set(lines[0]["results"][0]) == {"text", "source", "page", "score"}
+    assert set(lines[0]["results"][0]) == {"text", "source", "file_name", "page", "score", "relevance"}
     assert "用户指南" in lines[1]["results"][0]["source"]
 
 

@@ -25,7 +25,8 @@ DOCS = {
 
 
 def make_settings(tmp_path: Path, **overrides) -> Settings:
-    values = dict(store_dir=tmp_path / "store", embed_model="fake", chunk_size=64, chunk_overlap=8)
+    # The default RAG_MIN_RELEVANCE is calibrated on e5's similarity scale; the hashing fake's is another.
+    values = dict(store_dir=tmp_path / "store", embed_model="fake", chunk_size=64, chunk_overlap=8, min_relevance=0.3)
     values.update(overrides)
     return Settings(**values)
 

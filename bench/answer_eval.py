@@ -1,0 +1,84 @@
+"""End to end: what reaches the user, by question language and language pair, for both answer modes.
+
+Runs the real answer path (rag/answer.py: retrieval, grounding, quotes, and with `generate` the packaged SmolLM2 via
+llama.cpp) on the dev questions and off-topic questions, and reports per set: retrieval hit@5, context recall (a gold
+string in the sources handed to the quote picker and the model), quote hit, answer hit (gold string in the generated
+text), shown hit (in the quotes or the answer), refusals of answerable questions and of off-topic ones, and seconds per
+question. The default RAG_ANSWER_MODE is chosen on the tune half: the mode whose answers show the gold string more
+often; on a tie, the cheaper one (quotes: no model call).
+
+Usage: .venv/bin/python bench/answer_eval.py [--scale small|full] [--split tune|report|both] [--per-set N]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+from benchlib import header, parse_scale, write_results
+from devsets import build_dev_stores, dev_cases, offtopic
+
+
+def main() -> int:
+    def options(parser) -> None:
+        parser.add_argument("--embed-model", default="auto")
+        parser.add_argument("--chunk-size", type=int, default=None)
+        parser.add_argument("--split", choices=("tune", "report", "both"), default="both")
+        parser.add_argument("--per-set", type=int, default=None, help="questions per set for `generate` (slow)")
+        parser.add_argument("--max-tokens", type=int, default=128, help="answer length for `generate`")
+
+    args = parse_scale(__doc__.splitlines()[0], extra=options)
+    meta = header("answer_eval", args)
+    from rag.evaluate import evaluate_answers
+
+    per_set = args.per_set or (None if args.scale == "full" else 3)
+    stores = build_dev_stores(args, max_tokens=args.max_tokens)
+    splits = ("tune", "report") if args.split == "both" else (args.split,)
+    results: dict = {"meta": meta, "max_tokens": args.max_tokens, "per_set": per_set, "halves": {}}
+    for split in splits:
+        results["halves"][split] = {}
+        for mode in ("quotes", "generate"):
+            rows = {}
+            started = time.perf_counter()
+            for label, store, items in dev_cases(stores, split):
+                if mode == "generate" and per_set:
+                    items = items[:per_set]
+                report = evaluate_answers(store.answerer, items, top_k=5, mode=mode)
+                rows[label] = report["by_language"]["all"]
+            for name, store in stores.items():
+                off = evaluate_answers(store.answerer, [], offtopic(split), mode="quotes")["by_language"]
+                rows[f"off-topic @{name}"] = off.get("all", {})
+            results["halves"][split][mode] = rows
+            print(f"({split}, {mode}: {time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+        print_table(split, results["halves"][split])
+    tune = results["halves"].get("tune")
+    if tune:
+        shown = {mode: statistics.mean(r["shown_hit"] for name, r in rows.items() if not name.startswith("off-topic"))
+                 for mode, rows in tune.items()}  # fmt: skip
+        chosen = "generate" if shown["generate"] > shown["quotes"] else "quotes"
+        results["chosen_mode"] = chosen
+        print(f"\nshown hit on the tune half: quotes {shown['quotes']:.3f}, generate {shown['generate']:.3f} "
+              f"-> default RAG_ANSWER_MODE={chosen}")  # fmt: skip
+    write_results("answer_eval", results)
+    return 0
+
+
+def print_table(split: str, modes: dict) -> None:
+    columns = ("questions", "hit@5", "context_recall", "quote_hit", "answer_hit", "shown_hit", "refused_answerable",
+               "seconds_p50")  # fmt: skip
+    for mode, rows in modes.items():
+        print(f"\n## {split} half, RAG_ANSWER_MODE={mode}")
+        print("| set | " + " | ".join(columns) + " |")
+        print("|---|" + "---|" * len(columns))
+        for name, row in rows.items():
+            if name.startswith("off-topic"):
+                if row:
+                    print(f"| {name} | {row['offtopic']} | refused {row['offtopic_refused']:.2f} |" + " |" * 6)
+                continue
+            cells = [f"{row.get(c, float('nan')):.2f}" if c != "questions" else str(row.get(c, 0)) for c in columns]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
