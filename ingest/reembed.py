@@ -17,7 +17,7 @@ from rag.config import PACKAGED_E5, Settings
 from rag.embedders import Embedder, load_embedder
 from rag.errors import Cancelled
 from rag.language import detect_language
-from rag.store import PAGE, Store
+from rag.store import Store
 
 
 @dataclass
@@ -60,7 +60,7 @@ def reembed(
             return ReembedReport(before, embedder.name, 0, 0, time.perf_counter() - started)
         name, staged = session.stage_collection(embedder.name, embedder.dim)
         wanted = [cid for r in sorted(records.values(), key=lambda r: r.source) for cid in r.chunk_ids()]
-        present = _ids_in(staged)
+        present = session.staged_ids(staged)
         todo = [cid for cid in wanted if cid not in present]
         resumed = len(wanted) - len(todo)
         progress(resumed, len(wanted))
@@ -90,14 +90,3 @@ def reembed(
         )  # fmt: skip
         session.activate(name)
     return ReembedReport(before, embedder.name, len(wanted), resumed, time.perf_counter() - started)
-
-
-def _ids_in(collection) -> set[str]:
-    ids: set[str] = set()
-    offset = 0
-    while True:
-        got = collection.get(include=[], limit=PAGE, offset=offset)
-        ids.update(got["ids"])
-        if len(got["ids"]) < PAGE:
-            return ids
-        offset += PAGE

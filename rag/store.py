@@ -617,6 +617,18 @@ class WriteSession:
                 metadatas=[{**asdict(r), "langs": langs[r.doc_id], "kind": "doc"} for r in records],
             )
 
+    def staged_ids(self, collection: Any) -> set[str]:
+        """Chunk ids already in a staged collection (a re-embed resumes after them)."""
+        ids: set[str] = set()
+        offset = 0
+        while True:
+            with self._chroma("reading the staged collection"):
+                got = collection.get(include=[], limit=PAGE, offset=offset)
+            ids.update(got["ids"])
+            if len(got["ids"]) < PAGE:
+                return ids
+            offset += PAGE
+
     def put_staged(
         self, collection: Any, ids: list[str], vectors: Any, texts: list[str], metadatas: list[dict]
     ) -> None:
