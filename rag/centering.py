@@ -94,10 +94,11 @@ def estimate_means(store, counts: Mapping[str, int], embedder_name: str) -> Lang
     """Sample each language's vectors (spread over the collection) and average them."""
     reference = reference_means(embedder_name)
     means: dict[str, np.ndarray] = {}
-    for language, total in counts.items():
-        if total <= 0:
-            continue
-        vectors = store.sample_vectors(language, total, SAMPLE, SAMPLE_RUNS)
+    languages = [language for language, total in counts.items() if total > 0]
+    for language in languages:
+        total = counts[language]
+        # Metadata filters are slow in Chroma: a collection in one language is sampled without one.
+        vectors = store.sample_vectors(language if len(languages) > 1 else None, total, SAMPLE, SAMPLE_RUNS)
         if len(vectors):
             mean = vectors.mean(axis=0)
             if language in reference:

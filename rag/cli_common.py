@@ -15,7 +15,7 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    for name in ("chromadb", "jieba", "sentence_transformers", "httpx", "bm25s"):
+    for name in ("chromadb", "jieba", "sentence_transformers", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 

@@ -377,14 +377,17 @@ class Store:
             for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
         }
 
-    def sample_vectors(self, language: str, total: int, size: int, runs: int) -> Any:
-        """About ``size`` stored vectors of one language, read in ``runs`` slices spread over its ``total`` chunks."""
+    def sample_vectors(self, language: str | None, total: int, size: int, runs: int) -> Any:
+        """About ``size`` stored vectors of one language (any, if None), read in ``runs`` slices spread over its
+        ``total`` chunks."""
         per_run = max(1, size // runs)
         offsets = sorted({int(i * max(total - per_run, 0) / max(runs - 1, 1)) for i in range(runs)})
         rows = []
         for offset in offsets:
             with self._chroma("reading vectors"):
-                got = self._chunks.get(where={"lang": language}, include=["embeddings"], limit=per_run, offset=offset)
+                got = self._chunks.get(
+                    where={"lang": language} if language else None, include=["embeddings"], limit=per_run, offset=offset
+                )
             if got.get("embeddings") is not None and len(got["embeddings"]):
                 rows.append(np.asarray(got["embeddings"], dtype=np.float32))
         return np.vstack(rows) if rows else np.zeros((0, 0), dtype=np.float32)

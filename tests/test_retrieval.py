@@ -179,3 +179,31 @@ def test_querying_with_another_embedder_is_refused(retriever: Retriever) -> None
 
     with pytest.raises(ConfigError, match=r"built with the embedder 'fake-hash-256'.*RAG_EMBED_MODEL"):
         Retriever(retriever.settings, retriever.store, OtherModel(), retriever.keyword_index)
+
+
+def test_one_language_collection_is_searched_without_a_metadata_filter(tmp_path: Path, monkeypatch) -> None:
+    """Chroma's `where` filter is slow at scale; in a one-language collection it must be skipped, same results."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name in ("llama.md", "garden.md"):
+        (folder / name).write_text(DOCS[name], encoding="utf-8")
+    settings = make_settings(tmp_path)
+    Ingestor(settings, Store(settings), FakeEmbedder()).ingest_paths([folder])
+    retriever = make_retriever(settings)
+    languages: list[str | None] = []
+    query = Store.query
+
+    def spy(self, vector, n, visible, *, language=None, with_vectors=False):
+        languages.append(language)
+        return query(self, vector, n, visible, language=language, with_vectors=with_vectors)
+
+    monkeypatch.setattr(Store, "query", spy)
+    for question in ("How many parameters does Llama 2 have?", "西红柿需要多少阳光？"):
+        hits = retriever.search(question, 2)
+        visible = {doc_id: record.rev for doc_id, record in retriever._records.items()}
+        vector = retriever.embedder.embed_query(question)
+        filtered = query(retriever.store, vector, 10, visible, language="en")
+        unfiltered = query(retriever.store, vector, 10, visible)
+        assert [c.chunk_id for c in filtered] == [c.chunk_id for c in unfiltered]
+        assert hits
+    assert languages and set(languages) == {None}
