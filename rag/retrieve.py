@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.centering import LanguageMeans, estimate_means, language_counts
+from rag.centering import LanguageMeans, estimate_means, language_counts, reference_means
 from rag.config import Settings
 from rag.embedders import Embedder
 from rag.errors import EmptyIndex, RagError, StoreError
@@ -170,8 +170,9 @@ class Retriever:
                     )
                 sync_keyword_index(self.store, self.keyword_index, records)
                 self._records, self._version = records, version
-                self.store.try_refresh()
-                self._means = self._estimate_means(records)
+                if self.store.try_refresh() or not self._means.collection:
+                    self._means = self._estimate_means(records)
+                # else: the writer still holds the store; the means of the collection before its commit stay close
             else:
                 self.store.try_refresh()  # a writer that was busy at the last change may be done now
             self._checked_at = time.monotonic()
@@ -179,7 +180,10 @@ class Retriever:
     def _estimate_means(self, records: dict[str, DocRecord]) -> LanguageMeans:
         if not self.embedder.multilingual:
             return LanguageMeans()
-        return estimate_means(self.store, language_counts(records.values()), self.embedder.name)
+        counts = language_counts(records.values())
+        if self.store.stale:  # vectors cannot be sampled by language from a stale client: reference means for now
+            return LanguageMeans({}, counts, reference_means(self.embedder.name))
+        return estimate_means(self.store, counts, self.embedder.name)
 
     def _ensure_fresh(self) -> None:
         if self._version is None or time.monotonic() - self._checked_at > LEDGER_TTL_S:

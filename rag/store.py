@@ -44,6 +44,7 @@ RETIRED_ID = "meta:retired"
 _NO_VECTOR = [0.0]  # the ledger is read by id and metadata only; Chroma still wants a vector
 # With a Chroma server there is no lock: an intent older than this is taken to be a dead writer's.
 STALE_INTENT_S = 3600.0
+STALE_MAX_ASKED = 2000  # unfiltered results a stale client reads at most to find one language's nearest chunks
 
 
 @dataclass(frozen=True)
@@ -341,7 +342,11 @@ class Store:
         chunk's place."""
         if n_results <= 0 or not visible:
             return []
-        where = {"lang": language} if language else None
+        # A client opened before another process's commit (which still holds the writer lock, so this one cannot
+        # reopen yet) fails on Chroma's metadata filter ("Error finding id": the filter sees rows its in-memory
+        # vector index lacks). Until it can reopen, it asks without the filter and keeps the language's chunks.
+        stale = self._stale and not self.remote
+        where = {"lang": language} if language and not stale else None
         include = ["documents", "metadatas", "distances"] + (["embeddings"] if with_vectors else [])
         with self._swap:
             chunks = self._chunks
@@ -360,10 +365,10 @@ class Store:
             ):
                 vec = None if vectors is None else np.asarray(vectors[n], dtype=np.float32)
                 chunk = Chunk(cid, text or "", dict(meta or {}), 1.0 - float(dist), vec)
-                if visible.get(chunk.doc_id) == chunk.rev:
+                if visible.get(chunk.doc_id) == chunk.rev and (where or not language or meta.get("lang") == language):
                     out.append(chunk)
             # A write in progress (or crash leftovers) can crowd the nearest places: widen until enough are visible.
-            if len(out) >= n_results or asked >= total:
+            if len(out) >= n_results or asked >= total or (not where and language and asked >= STALE_MAX_ASKED):
                 return out[:n_results]
             asked = min(asked * 4, total)
 
@@ -435,6 +440,11 @@ class Store:
             session = WriteSession(self)
             session.recover()
             yield session
+
+    @property
+    def stale(self) -> bool:
+        """Another process committed and this client has not reopened yet (it is still writing)."""
+        return self._stale and not self.remote
 
     def try_refresh(self) -> bool:
         """Reader side, embedded mode: reopen to see vectors another process wrote, but only while nobody writes,

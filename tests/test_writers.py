@@ -114,3 +114,52 @@ def test_a_minilm_collection_keeps_working_and_says_what_to_do(settings: Setting
     assert "python -m ingest --reembed" in (service.notice or "") and "English-only" in service.notice
     fresh = RagService(auto.model_copy(update={"collection": "fresh"}))
     assert fresh.embedder_setting == "packaged:multilingual-e5-small" and fresh.notice is None
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from rag.config import Settings
+from rag.store import writer_lock
+with writer_lock(Settings(_env_file=None, store_dir=Path(sys.argv[1]), embed_model="fake")):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.mark.slow
+def test_a_reader_keeps_answering_while_another_process_still_writes(tmp_path: Path, rag_env) -> None:
+    """A reader whose Chroma client predates another process's commit cannot reopen it while that process still
+    holds the writer lock. Its searches must still work (no "Error finding id" from Chroma's metadata filter) on the
+    documents it could see, in both languages, and it sees the new ones once the writer is done."""
+    store_dir = tmp_path / "store"
+    first = corpus(tmp_path / "first", "otter", 3)
+    (first / "鸟.txt").write_text("白鹭是一种水鸟。" * 40, encoding="utf-8")
+    settings = Settings(_env_file=None, store_dir=store_dir, embed_model="fake", chunk_size=64, chunk_overlap=8,
+                        min_relevance=0.0)  # fmt: skip
+    service = RagService(settings)
+    Ingestor(settings, service.store, service.embedder).ingest_paths([first])
+    assert service.retriever.search("otter manual", 3)
+    more = corpus(tmp_path / "more", "heron", 6)
+    (more / "鱼.txt").write_text("鲤鱼生活在淡水中，喜欢温暖的水。" * 40, encoding="utf-8")
+    done = subprocess.run([PYTHON, "-m", "ingest", str(more), "--json"], cwd=ROOT, env=cli_env(store_dir),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+    def found(question: str, wanted: str) -> bool:
+        return any(wanted in hit.source for hit in service.retriever.search(question, 5))
+
+    holder = subprocess.Popen([PYTHON, "-c", HOLD_LOCK, str(store_dir)], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        service.retriever.refresh(force=True)
+        assert service.store.stale  # it could not reopen: the other process holds the store
+        assert found("otter1 manual case", "otter-01") and found("白鹭是什么", "鸟.txt")
+        assert found("which case does otter2 handle", "otter-02")  # an English question: Chinese chunks searched too
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    service.retriever.refresh(force=True)
+    assert not service.store.stale  # the writer is gone: reopened
+    assert found("heron3 manual case", "heron-03") and found("鲤鱼生活在哪里", "鱼.txt")
