@@ -44,7 +44,7 @@ RETIRED_ID = "meta:retired"
 _NO_VECTOR = [0.0]  # the ledger is read by id and metadata only; Chroma still wants a vector
 # With a Chroma server there is no lock: an intent older than this is taken to be a dead writer's.
 STALE_INTENT_S = 3600.0
-STALE_MAX_ASKED = 2000  # unfiltered results a stale client reads at most to find one language's nearest chunks
+UNFILTERED_MAX_ASKED = 400  # nearest chunks of all languages read before one language's are asked with a filter
 
 
 @dataclass(frozen=True)
@@ -342,22 +342,22 @@ class Store:
         chunk's place."""
         if n_results <= 0 or not visible:
             return []
-        # A client opened before another process's commit (which still holds the writer lock, so this one cannot
-        # reopen yet) fails on Chroma's metadata filter ("Error finding id": the filter sees rows its in-memory
-        # vector index lacks). Until it can reopen, it asks without the filter and keeps the language's chunks.
-        stale = self._stale and not self.remote
-        where = {"lang": language} if language and not stale else None
         include = ["documents", "metadatas", "distances"] + (["embeddings"] if with_vectors else [])
         with self._swap:
             chunks = self._chunks
-        with self._chroma("searching"):
-            total = chunks.count()
-        asked = min(n_results + min(n_results, 50), total)
+        # Chroma's metadata filter is slow (a `where` query took ~200 ms at 100k chunks, an unfiltered one ~5 ms),
+        # so one language's chunks are first looked for among the nearest of all; the filter is the fallback. A
+        # client opened before another process's commit (the writer still holds the lock, so it cannot reopen yet)
+        # must not filter at all: Chroma fails with "Error finding id" (the filter sees rows its vector index lacks).
+        stale = self._stale and not self.remote
+        filtered = False
+        asked = n_results + min(n_results, 50)
         while True:
             with self._chroma("searching"):
                 got = chunks.query(
-                    query_embeddings=[list(map(float, vector))], n_results=asked, where=where, include=include
-                ) if asked else {"ids": [[]], "documents": [[]], "metadatas": [[]], "distances": [[]]}  # fmt: skip
+                    query_embeddings=[list(map(float, vector))], n_results=asked, include=include,
+                    where={"lang": language} if filtered else None,
+                )  # fmt: skip
             out = []
             vectors = got["embeddings"][0] if with_vectors and got.get("embeddings") is not None else None
             for n, (cid, text, meta, dist) in enumerate(
@@ -365,12 +365,18 @@ class Store:
             ):
                 vec = None if vectors is None else np.asarray(vectors[n], dtype=np.float32)
                 chunk = Chunk(cid, text or "", dict(meta or {}), 1.0 - float(dist), vec)
-                if visible.get(chunk.doc_id) == chunk.rev and (where or not language or meta.get("lang") == language):
+                if visible.get(chunk.doc_id) == chunk.rev and (not language or chunk.meta.get("lang") == language):
                     out.append(chunk)
-            # A write in progress (or crash leftovers) can crowd the nearest places: widen until enough are visible.
-            if len(out) >= n_results or asked >= total or (not where and language and asked >= STALE_MAX_ASKED):
+            # A write in progress (or crash leftovers, or another language) can crowd the nearest places: widen
+            # until enough are found or the collection is exhausted.
+            if len(out) >= n_results or len(got["ids"][0]) < asked:
                 return out[:n_results]
-            asked = min(asked * 4, total)
+            if language and not filtered and asked >= UNFILTERED_MAX_ASKED:
+                if stale:
+                    return out[:n_results]
+                filtered, asked = True, n_results + min(n_results, 50)
+                continue
+            asked *= 4
 
     def get_chunks(self, ids: list[str]) -> dict[str, Chunk]:
         if not ids:

@@ -207,3 +207,22 @@ def test_one_language_collection_is_searched_without_a_metadata_filter(tmp_path:
         assert [c.chunk_id for c in filtered] == [c.chunk_id for c in unfiltered]
         assert hits
     assert languages and set(languages) == {None}
+
+
+@pytest.mark.parametrize("unfiltered_max", [1, 400])  # 1: every language query falls back to Chroma's filter
+def test_language_queries_match_chromas_filtered_results(retriever: Retriever, monkeypatch, unfiltered_max) -> None:
+    """One language's nearest chunks are first looked for among the nearest of all (Chroma's filter is slow at
+    scale); whichever way they are found, they are the ones Chroma's filtered query returns."""
+    import rag.store
+
+    monkeypatch.setattr(rag.store, "UNFILTERED_MAX_ASKED", unfiltered_max)
+    store = retriever.store
+    visible = {doc_id: record.rev for doc_id, record in store.documents().items()}
+    for question in ("Llama 2 parameters", "盘古大模型的参数量", "公園裡有很多花", "tomato watering"):
+        vector = retriever.embedder.embed_query(question)
+        for language in ("en", "zh"):
+            got = store.query(vector, 2, visible, language=language)
+            want = store._chunks.query(query_embeddings=[list(map(float, vector))], n_results=2,
+                                       where={"lang": language})["ids"][0]  # fmt: skip
+            assert [c.chunk_id for c in got] == want
+            assert all(c.meta["lang"] == language for c in got)
