@@ -4,8 +4,9 @@ Runs the real answer path (rag/answer.py: retrieval, grounding, quotes, and with
 llama.cpp) on the dev questions and off-topic questions, and reports per set: retrieval hit@5, context recall (a gold
 string in the sources handed to the quote picker and the model), quote hit, answer hit (gold string in the generated
 text), shown hit (in the quotes or the answer), refusals of answerable questions and of off-topic ones, and seconds per
-question. The default RAG_ANSWER_MODE is chosen on the tune half: the mode whose answers show the gold string more
-often; on a tie, the cheaper one (quotes: no model call).
+question. Chosen on the tune half: the default RAG_ANSWER_MODE (the mode whose answers show the gold string more
+often, on the same questions; on a tie the cheaper one, quotes: no model call) and RAG_FILTER_SOURCES (whether
+handing on only the sources over RAG_MIN_RELEVANCE raises the quote hit; on a tie, no filter).
 
 Usage: .venv/bin/python bench/answer_eval.py [--scale small|full] [--split tune|report|both] [--per-set N]
 """
@@ -30,6 +31,7 @@ def main() -> int:
 
     args = parse_scale(__doc__.splitlines()[0], extra=options)
     meta = header("answer_eval", args)
+    from rag.answer import Answerer
     from rag.evaluate import evaluate_answers
 
     per_set = args.per_set or (None if args.scale == "full" else 3)
@@ -38,13 +40,19 @@ def main() -> int:
     results: dict = {"meta": meta, "max_tokens": args.max_tokens, "per_set": per_set, "halves": {}}
     for split in splits:
         results["halves"][split] = {}
-        for mode in ("quotes", "generate"):
+        # `generate` runs on the first per_set questions of each set (a model call each): it is compared with quotes
+        # on those same questions.
+        for mode in ("quotes", "quotes, filtered sources", "quotes, generate's questions", "generate"):
             rows = {}
             started = time.perf_counter()
             for label, store, items in dev_cases(stores, split):
-                if mode == "generate" and per_set:
+                if mode in ("generate", "quotes, generate's questions") and per_set:
                     items = items[:per_set]
-                report = evaluate_answers(store.answerer, items, top_k=5, mode=mode)
+                answerer = store.answerer
+                if mode == "quotes, filtered sources":  # RAG_FILTER_SOURCES=true: only sources over the threshold
+                    answerer = Answerer(store.settings.model_copy(update={"filter_sources": True}), store.retriever,
+                                        lambda store=store: store.chat_model)  # fmt: skip
+                report = evaluate_answers(answerer, items, top_k=5, mode=mode.split(",")[0])
                 rows[label] = report["by_language"]["all"]
             for name, store in stores.items():
                 off = evaluate_answers(store.answerer, [], offtopic(split), mode="quotes")["by_language"]
@@ -54,12 +62,21 @@ def main() -> int:
         print_table(split, results["halves"][split])
     tune = results["halves"].get("tune")
     if tune:
-        shown = {mode: statistics.mean(r["shown_hit"] for name, r in rows.items() if not name.startswith("off-topic"))
-                 for mode, rows in tune.items()}  # fmt: skip
+        def mean_of(key: str, mode: str) -> float:
+            return statistics.mean(r[key] for name, r in tune[mode].items() if not name.startswith("off-topic"))
+
+        shown = {"quotes": mean_of("shown_hit", "quotes, generate's questions"),
+                 "generate": mean_of("shown_hit", "generate")}  # fmt: skip
         chosen = "generate" if shown["generate"] > shown["quotes"] else "quotes"
-        results["chosen_mode"] = chosen
+        filtered = mean_of("quote_hit", "quotes, filtered sources") > mean_of("quote_hit", "quotes")
+        results.update(chosen_mode=chosen, filter_sources=filtered)
         print(f"\nshown hit on the tune half: quotes {shown['quotes']:.3f}, generate {shown['generate']:.3f} "
               f"-> default RAG_ANSWER_MODE={chosen}")  # fmt: skip
+        print(f"quote hit (context recall) on the tune half: top-k {mean_of('quote_hit', 'quotes'):.3f} "
+              f"({mean_of('context_recall', 'quotes'):.3f}), only sources over the threshold "
+              f"{mean_of('quote_hit', 'quotes, filtered sources'):.3f} "
+              f"({mean_of('context_recall', 'quotes, filtered sources'):.3f}) "
+              f"-> default RAG_FILTER_SOURCES={str(filtered).lower()}")  # fmt: skip
     write_results("answer_eval", results)
     return 0
 

@@ -667,8 +667,6 @@ def print_summary(results: dict[str, Any]) -> None:
             cells.append(f"{s['parts_mean_ms'].get(name, 0):6.1f} ({s['calls_per_search'].get(name, 0):3.1f}x)")
         print(f"{name:42s} | {cells[0]:>15} | {cells[1]:>15}")
     print(f"{'total (mean)':42s} | {m['steady']['en']['mean_ms']:6.1f}{'':9s} | {m['steady']['zh']['mean_ms']:6.1f}")
-    count = m["chroma_count_call"]
-    print(f"(each Chroma query above includes a collection.count() call: p50 {count['p50_ms']:.1f} ms alone)")
 
     print(f"\n== first search after a commit at {m['chunks']:,} chunks (a 25-chunk document; the search comes "
           "after the retriever's 2 s ledger poll)")  # fmt: skip
