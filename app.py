@@ -284,7 +284,7 @@ def answer_options(service: RagService) -> dict[str, Any]:
     with st.expander("Answer settings"):
         quotes_only = st.toggle(
             "Quotes only (no model)",
-            value=settings.answer_mode == "quotes",
+            value=settings.resolved_answer_mode == "quotes",
             help="Show only the sentences quoted from the documents (RAG_ANSWER_MODE=quotes).",
         )
         top_k = st.slider("Sources per answer (top-k)", 1, max(20, settings.top_k), settings.top_k)

@@ -28,6 +28,7 @@ def main() -> int:
         parser.add_argument("--split", choices=("tune", "report", "both"), default="both")
         parser.add_argument("--per-set", type=int, default=None, help="questions per set for `generate` (slow)")
         parser.add_argument("--max-tokens", type=int, default=128, help="answer length for `generate`")
+        parser.add_argument("--no-generate", action="store_true", help="quote modes only (no model call)")
 
     args = parse_scale(__doc__.splitlines()[0], extra=options)
     meta = header("answer_eval", args)
@@ -42,7 +43,8 @@ def main() -> int:
         results["halves"][split] = {}
         # `generate` runs on the first per_set questions of each set (a model call each): it is compared with quotes
         # on those same questions.
-        for mode in ("quotes", "quotes, filtered sources", "quotes, generate's questions", "generate"):
+        modes = ("quotes", "quotes, filtered sources", "quotes, generate's questions", "generate")
+        for mode in modes[:2] if args.no_generate else modes:
             rows = {}
             started = time.perf_counter()
             for label, store, items in dev_cases(stores, split):
@@ -61,7 +63,7 @@ def main() -> int:
             print(f"({split}, {mode}: {time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
         print_table(split, results["halves"][split])
     tune = results["halves"].get("tune")
-    if tune:
+    if tune and not args.no_generate:
         def mean_of(key: str, mode: str) -> float:
             return statistics.mean(r[key] for name, r in tune[mode].items() if not name.startswith("off-topic"))
 

@@ -167,7 +167,7 @@ class Answerer:
             return AnswerStream(question, query, [], True, iter([abstain]), retrieved=hits)
         sources = self.passages(hits)
         quotes = self.quotes(question, sources)
-        if (mode or self.settings.answer_mode) == "quotes":
+        if (mode or self.settings.resolved_answer_mode) == "quotes":
             return AnswerStream(question, query, sources, False, iter(()), quotes=quotes, retrieved=hits)
 
         max_tokens = max_tokens or self.settings.max_tokens

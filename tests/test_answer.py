@@ -220,3 +220,14 @@ def test_quotes_are_short_verbatim_and_follow_an_announcing_sentence() -> None:
     long_text = hit(("A very long sentence about Llama parameters " * 30).strip() + ".")
     [only] = choose_quotes("Llama parameters?", [long_text])
     assert len(only.text) <= MAX_CHARS and only.text.endswith("…")
+
+
+def test_auto_mode_quotes_only_with_the_packaged_model_and_generates_with_a_chosen_one() -> None:
+    from rag.config import PACKAGED_LLM, Settings
+
+    assert Settings(_env_file=None).answer_mode == "auto"
+    assert Settings(_env_file=None, llm_model=PACKAGED_LLM).resolved_answer_mode == "quotes"  # measured: no gain
+    assert Settings(_env_file=None, llm_model="/models/qwen2.5-1.5b.gguf").resolved_answer_mode == "generate"
+    assert Settings(_env_file=None, llm_base_url="http://127.0.0.1:8080/v1").resolved_answer_mode == "generate"
+    assert Settings(_env_file=None, answer_mode="generate").resolved_answer_mode == "generate"
+    assert Settings(_env_file=None, llm_model="/m.gguf", answer_mode="quotes").resolved_answer_mode == "quotes"

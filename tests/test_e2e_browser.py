@@ -62,6 +62,8 @@ def server_url(tmp_path: Path):
         "RAG_N_CTX": "2048",
         "RAG_MAX_TOKENS": "48",
         "RAG_MAX_UPLOAD_MB": "20",  # the launcher hands it to the web server
+        # With the packaged model the default ("auto") shows quotes only; the browser checks the generated text too.
+        "RAG_ANSWER_MODE": "generate",
         "PYTHONPATH": str(ROOT),  # the launcher is a module of the app: `python -m ui.serve`
     }
     port = free_port()

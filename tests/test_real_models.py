@@ -126,10 +126,15 @@ def test_concurrent_callers_share_one_model_safely(service: RagService) -> None:
 
 def test_cli_ask_json_and_search_json(service: RagService) -> None:
     env = {**os.environ, "RAG_STORE_DIR": str(service.settings.store_dir), "RAG_N_CTX": "2048", "RAG_MAX_TOKENS": "24"}
-    out = run_rag(env, "ask", "What colour is the citation badge?", "--json")
+    out = run_rag(env, "ask", "What colour is the citation badge?", "--json")  # the default with the packaged model
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert set(data) == {"answer", "generated", "abstained", "quotes", "sources"} and data["abstained"] is False
+    assert data["generated"] is False and not data["answer"]  # "auto": quotes only with SmolLM2-135M (measured)
+    assert any("teal" in q["text"] and q["page"] == 3 for q in data["quotes"])
+    out = run_rag(env, "ask", "What colour is the citation badge?", "--json", "--mode", "generate")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
     assert data["generated"] is True and data["answer"].strip()
     assert any("teal" in q["text"] and q["page"] == 3 for q in data["quotes"])  # the quote answers, verbatim
     assert data["sources"][0]["page"] == 3 and data["sources"][0]["source"].endswith("user-guide.pdf")
