@@ -524,8 +524,7 @@ class WriteSession:
         intents = [self._intent(d.record.doc_id, d.record, old.get(d.record.doc_id)) for d in docs]
         intents += [self._intent(r.doc_id, None, r) for r in removals]
         self._put_intents(intents)
-        for doc in docs:
-            self._put_chunks(doc)
+        self._put_chunks(docs)
         with self._chroma("committing documents"):
             if docs:
                 self._docs.upsert(
@@ -555,18 +554,32 @@ class WriteSession:
                 ids=[INTENT + i.doc_id for i in intents], embeddings=[_NO_VECTOR] * len(intents), metadatas=metadatas
             )
 
-    def _put_chunks(self, doc: NewChunks) -> None:
-        ids = doc.record.chunk_ids()
-        if len(ids) != len(doc.texts) or len(doc.texts) != len(doc.metadatas):
-            raise ValueError("chunk texts, metadatas and the record's chunk count disagree")
+    def _put_chunks(self, docs: list[NewChunks]) -> None:
+        """The chunks of every document of a commit group, in as few upserts as Chroma's batch limit allows: many
+        small files would otherwise pay Chroma's per-call cost (a SQLite transaction, an index update) each."""
+        ids: list[str] = []
+        texts: list[str] = []
+        metadatas: list[dict] = []
+        for doc in docs:
+            doc_ids = doc.record.chunk_ids()
+            if len(doc_ids) != len(doc.texts) or len(doc.texts) != len(doc.metadatas) or len(doc.vectors) != len(
+                doc_ids
+            ):
+                raise ValueError(f"{doc.record.source}: chunk texts, vectors, metadatas and the record disagree")
+            ids += doc_ids
+            texts += doc.texts
+            metadatas += doc.metadatas
+        if not ids:
+            return
+        vectors = np.vstack([np.asarray(doc.vectors, dtype=np.float32) for doc in docs if len(doc.texts)])
         step = max(1, min(PAGE, self.store._client.get_max_batch_size() if not self.store.remote else 1000))
         for start in range(0, len(ids), step):
             with self._chroma("writing chunks"):
                 self._chunks.upsert(
                     ids=ids[start : start + step],
-                    embeddings=doc.vectors[start : start + step],
-                    documents=doc.texts[start : start + step],
-                    metadatas=doc.metadatas[start : start + step],
+                    embeddings=vectors[start : start + step],
+                    documents=texts[start : start + step],
+                    metadatas=metadatas[start : start + step],
                 )
 
     def delete_orphans(self, ids: list[str]) -> None:

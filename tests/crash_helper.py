@@ -26,8 +26,8 @@ def main() -> int:
     if step == "chunks-written":
         original = WriteSession._put_chunks
 
-        def put_then_die(self, doc):
-            original(self, doc)
+        def put_then_die(self, docs):
+            original(self, docs)
             die()
 
         WriteSession._put_chunks = put_then_die

@@ -245,3 +245,14 @@ def test_concurrent_builds_leave_one_valid_cache(monkeypatch: pytest.MonkeyPatch
     folder, graph, built = e5.ensure_cache(model, version)
     assert folder == folders[0] and not built and graph == (folder / "model.onnx").read_bytes()
     assert [p.name for p in (tmp_path / "e5").iterdir()] == [folders[0].name]
+
+
+@pytest.mark.slow
+def test_word_by_word_tokenizing_equals_whole_text_viterbi(embedder: e5.E5Embedder) -> None:
+    """The word cache (what makes chunking fast) must give exactly the ids of one Viterbi over the whole text."""
+    tokenizer = embedder._tokenizer
+    assert tokenizer._by_word  # the packaged vocabulary has no inner metaspace
+    fixture = (Path(__file__).parent / "fixtures" / "zh-article.txt").read_text(encoding="utf-8")
+    texts = [fixture[:3000], "The  quick brown fox, again: the quick brown fox!", "混合 text 中英文 mixed 123", "  ", ""]
+    for text in texts + texts:  # the second time from the cache
+        assert tokenizer.ids(text) == tokenizer._viterbi(tokenizer.normalize(text)), text[:40]

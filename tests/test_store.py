@@ -63,7 +63,7 @@ def test_a_crash_after_writing_chunks_keeps_the_old_version_and_recovery_deletes
         new = new_doc("a", ["new text", "more new text"])
         # the first two steps of commit(), then "the process dies"
         session._put_intents([session._intent("a", new.record, old.record)])
-        session._put_chunks(new)
+        session._put_chunks([new])
     assert visible_texts(store) == {"a": ["old text"]}  # readers never see the half-written version
     assert store.count_chunks() == 1 and len(raw_chunks(store)) == 3
     assert [i.doc_id for i in store.intents()] == ["a"]
@@ -79,7 +79,7 @@ def test_a_crash_after_the_ledger_switch_keeps_the_new_version_and_recovery_dele
         session.commit([old])
         new = new_doc("a", ["new text"])
         session._put_intents([session._intent("a", new.record, old.record)])
-        session._put_chunks(new)
+        session._put_chunks([new])
         session._docs.upsert(ids=["a"], embeddings=[[0.0]], metadatas=[{**new.record.__dict__, "kind": "doc"}])
     assert visible_texts(store) == {"a": ["new text"]}
     with store.writer() as session:
@@ -120,7 +120,7 @@ def test_dense_query_skips_uncommitted_chunks_without_losing_committed_ones(stor
         kept = new_doc("kept", [f"walrus fact number {i}" for i in range(5)])
         session.commit([kept])
         pending = new_doc("pending", [f"walrus fact number {i} draft" for i in range(10)])
-        session._put_chunks(pending)  # written, never committed: closer to the query than most committed ones
+        session._put_chunks([pending])  # written, never committed: closer to the query than most committed ones
     visible = {"kept": kept.record.rev}
     hits = store.query(FakeEmbedder().embed_query("walrus fact number draft"), 5, visible)
     assert len(hits) == 5 and {h.doc_id for h in hits} == {"kept"}
