@@ -85,7 +85,7 @@ def test_concurrent_sessions_with_the_real_model(tmp_path: Path, monkeypatch: py
         monkeypatch.delenv(name, raising=False)
     for name, text in DOCS.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
-    service = RagService(load_settings(n_ctx=1024))
+    service = RagService(load_settings(n_ctx=1024, answer_mode="generate"))  # "auto" would quote only
     service.ingestor.ingest_paths(sorted(tmp_path.glob("*.txt")))
     assert service.chat_model.describe()["backend"].startswith("llama.cpp")
 

@@ -42,7 +42,7 @@ def test_ingest_and_ask_without_any_network(tmp_path: Path) -> None:
     assert ingest.returncode == 0, ingest.stderr
     assert json.loads(ingest.stdout)["ingested"] == 1
 
-    ask = offline("-m", "rag", "ask", "What colour is the citation badge?", "--json")
+    ask = offline("-m", "rag", "ask", "What colour is the citation badge?", "--json", "--mode", "generate")
     assert ask.returncode == 0, ask.stderr
     answer = json.loads(ask.stdout)
     assert answer["abstained"] is False and answer["answer"].strip()

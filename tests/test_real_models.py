@@ -38,7 +38,8 @@ def run_rag(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> RagService:
     store = tmp_path_factory.mktemp("store")
-    settings = Settings(store_dir=store, n_ctx=2048, max_tokens=32, temperature=0.0)
+    # These tests run llama.cpp: "generate" (the default "auto" quotes only with the packaged model).
+    settings = Settings(store_dir=store, n_ctx=2048, max_tokens=32, temperature=0.0, answer_mode="generate")
     service = RagService(settings)
     report = service.ingestor.ingest_paths([ROOT / "data"])
     assert not report.failed, report.failed
