@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from rag.tokenize import keyword_tokens
 
 CANDIDATES_PER_RESULT = 4
 LEDGER_TTL_S = 2.0
+MEANS_DRIFT = 0.05  # language means are sampled again when a language's chunk count moves by more than this share
 # Chosen on the tune half of the dev questions (bench/tune_retrieval.py), reported on the other half.
 KEYWORD_WEIGHT_CROSS = 0.5
 # Cosine similarities mapped to a 0..1 relevance: (what means "unrelated", what means "clearly on topic"), for chunks
@@ -174,7 +175,9 @@ class Retriever:
                     self._means = self._estimate_means(records)
                 # else: the writer still holds the store; the means of the collection before its commit stay close
             else:
-                self.store.try_refresh()  # a writer that was busy at the last change may be done now
+                stale = self.store.stale
+                if self.store.try_refresh() and stale:  # the writer that was busy at the last change is done
+                    self._means = self._estimate_means(self._records)
             self._checked_at = time.monotonic()
 
     def _estimate_means(self, records: dict[str, DocRecord]) -> LanguageMeans:
@@ -183,6 +186,8 @@ class Retriever:
         counts = language_counts(records.values())
         if self.store.stale:  # vectors cannot be sampled by language from a stale client: reference means for now
             return LanguageMeans({}, counts, reference_means(self.embedder.name))
+        if _means_still_hold(self._means, counts):
+            return replace(self._means, counts=counts)
         return estimate_means(self.store, counts, self.embedder.name)
 
     def _ensure_fresh(self) -> None:
@@ -361,6 +366,18 @@ class Retriever:
         scores = self._reranker.predict([(query, h.text) for h in hits])
         order = sorted(range(len(hits)), key=lambda i: float(scores[i]), reverse=True)
         return [hits[i] for i in order]
+
+
+def _means_still_hold(means: LanguageMeans, counts: dict[str, int]) -> bool:
+    """Whether the language means sampled before a commit still describe the collection: same languages, none of
+    whose chunk counts moved by more than MEANS_DRIFT. Sampling takes ~2 s at 100k chunks (Chroma's metadata
+    filter), and a document added to a large collection barely moves a mean."""
+    if not means.collection:
+        return False
+    languages = {language for language, n in counts.items() if n > 0}
+    if languages != {language for language, n in means.counts.items() if n > 0} or languages != set(means.collection):
+        return False
+    return all(abs(counts[lang] - means.counts[lang]) <= MEANS_DRIFT * means.counts[lang] for lang in languages)
 
 
 def _lang(chunk: Chunk) -> str:

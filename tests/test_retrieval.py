@@ -226,3 +226,28 @@ def test_language_queries_match_chromas_filtered_results(retriever: Retriever, m
                                        where={"lang": language})["ids"][0]  # fmt: skip
             assert [c.chunk_id for c in got] == want
             assert all(c.meta["lang"] == language for c in got)
+
+
+def test_language_means_are_sampled_again_only_when_the_collection_moves(
+    retriever: Retriever, tmp_path: Path, monkeypatch
+) -> None:
+    """Sampling the means costs seconds at scale: a small addition keeps them, a new language does not."""
+    import rag.retrieve
+
+    retriever.search("Llama 2 parameters", 2)
+    before = dict(retriever._means.counts)
+    sampled: list[dict] = []
+    real = rag.retrieve.estimate_means
+    monkeypatch.setattr(rag.retrieve, "estimate_means", lambda store, counts, name: sampled.append(dict(counts))
+                        or real(store, counts, name))  # fmt: skip
+    monkeypatch.setattr(rag.retrieve, "MEANS_DRIFT", 1.0)  # the 4-document fixture moves by 50% per document
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "bees.md").write_text("Bees collect nectar and pollen from flowers in the garden.", encoding="utf-8")
+    Ingestor(retriever.settings, retriever.store, retriever.embedder).ingest_paths([more / "bees.md"])
+    retriever.refresh(force=True)
+    assert sampled == [] and retriever._means.counts["en"] > before["en"]  # kept, counts brought up to date
+    (more / "日本.md").write_text("これは日本語の文章です。ひらがなとカタカナがあります。", encoding="utf-8")
+    Ingestor(retriever.settings, retriever.store, retriever.embedder).ingest_paths([more / "日本.md"])
+    retriever.refresh(force=True)
+    assert len(sampled) == 1 and sampled[0].get("ja", 0) > 0  # a new language: sampled again
