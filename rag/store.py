@@ -342,6 +342,26 @@ class Store:
         chunk's place."""
         if n_results <= 0 or not visible:
             return []
+        try:
+            return self._query(vector, n_results, visible, language, with_vectors)
+        except StoreError:
+            if not self._went_stale():
+                raise
+            return self._query(vector, n_results, visible, language, with_vectors)
+
+    def _went_stale(self) -> bool:
+        """After a Chroma failure: in embedded mode another process may have written since this client opened (a
+        commit in progress is not announced yet). Treat the client as stale (reopened at the next refresh when
+        nobody writes) and say whether that is new, so that the caller may retry on the stale path."""
+        if self.remote or self._stale:
+            return False
+        self._stale = True
+        return True
+
+    def _query(
+        self, vector: Sequence[float], n_results: int, visible: Mapping[str, str], language: str | None,
+        with_vectors: bool,
+    ) -> list[Chunk]:  # fmt: skip
         include = ["documents", "metadatas", "distances"] + (["embeddings"] if with_vectors else [])
         with self._swap:
             chunks = self._chunks
@@ -407,8 +427,21 @@ class Store:
         """Stored vectors by chunk id (float32 rows), for comparing chunks with another question."""
         if not ids:
             return {}
-        with self._chroma("reading vectors"):
-            got = self._chunks.get(ids=ids, include=["embeddings"])
+        try:
+            with self._chroma("reading vectors"):
+                got = self._chunks.get(ids=ids, include=["embeddings"])
+        except StoreError:
+            if not self.stale and not self._went_stale():
+                raise
+            # A client older than another process's commit (still writing) can see a new chunk's row but not its
+            # vector ("Error finding id"): read one by one and leave out what it cannot see yet.
+            out = {}
+            for cid in ids:
+                with contextlib.suppress(Exception):
+                    one = self._chunks.get(ids=[cid], include=["embeddings"])
+                    for i, v in zip(one["ids"], one["embeddings"], strict=True):
+                        out[i] = np.asarray(v, dtype=np.float32)
+            return out
         return {cid: np.asarray(v, dtype=np.float32) for cid, v in zip(got["ids"], got["embeddings"], strict=True)}
 
     def document_chunks(self, record: DocRecord) -> list[Chunk]:

@@ -7,15 +7,17 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ingest.pipeline import Ingestor
 from rag.config import Settings
 from rag.embedders import FakeEmbedder
 from rag.errors import ConfigError, StoreError, WriterBusy
 from rag.store import INTENT, DocRecord, NewChunks, Store, chunk_id, new_rev, writer_lock
-from tests.conftest import ROOT, raw_chunks
+from tests.conftest import ROOT, raw_chunks, sentences
 
 
 def new_doc(doc_id: str, texts: list[str], doc_hash: str = "h" * 64) -> NewChunks:
@@ -190,3 +192,30 @@ def test_intent_records_are_not_documents(store: Store) -> None:
     assert store.count_chunks() == 1
     first = chunk_id("a", store.document("a").rev, 0)
     assert np.isclose(float(np.linalg.norm(store.get_vectors([first])[first])), 1.0)
+
+
+def test_a_client_behind_another_writer_reads_the_vectors_it_can(settings: Settings, docs_dir: Path, write_doc) -> None:
+    """Chroma fails a batch read ("Error finding id") on a client opened before another process's write: the store
+    marks itself stale (reopened at the next refresh) and returns the vectors it can read instead of failing."""
+    write_doc("a.md", sentences("alpha", 30))
+    store = Store(settings)
+    Ingestor(settings, store, FakeEmbedder()).ingest_paths([docs_dir])
+    record = next(iter(store.documents().values()))
+    ids = record.chunk_ids()
+    real = store._chunks
+
+    class Behind:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def get(self, ids=None, **kwargs):
+            if ids and "written-by-another-process" in ids:
+                raise RuntimeError("Error executing plan: Internal error: Error finding id")
+            return real.get(ids=ids, **kwargs)
+
+    store._chunks = Behind()
+    assert not store.stale
+    got = store.get_vectors([*ids, "written-by-another-process"])
+    assert set(got) == set(ids) and store.stale
+    fresh = Store(settings)
+    assert all(np.allclose(got[cid], vec) for cid, vec in fresh.get_vectors(ids).items())
