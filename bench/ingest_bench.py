@@ -32,7 +32,7 @@ The machine is shared: compare numbers of one run with each other, not across ru
 and the raw encode alternately and reports medians.
 
 Usage: .venv/bin/python bench/ingest_bench.py --scale small|full [--parts encode,starter,rerun,profile,pdf]
-       [--corpora small,large] [--rounds N] [--profile] [--fixes grouped_upserts] [--keep]
+       [--corpora small,large] [--rounds N] [--profile] [--fixes NAME,...] [--keep]
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ SCALES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 PARTS = ("encode", "starter", "rerun", "profile", "pdf")
 DEFAULT_PARTS = "encode,starter,rerun,profile"
-DEFAULT_FIXES = "grouped_upserts,word_cache_tokenizer"  # measured together; the probes tell their effects apart
+DEFAULT_FIXES = ""  # the trial fixes this profile found are in the product now (bench/ingest_children.py)
 CORPORA = {"small": "many small files", "large": "a few large files"}
 # (label, embedder, chunk size, overlap): llama-index's default chunking, and 400/50 in its own tokens.
 STARTERS = (
