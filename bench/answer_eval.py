@@ -18,13 +18,12 @@ import sys
 import time
 
 from benchlib import header, parse_scale, write_results
-from devsets import build_dev_stores, dev_cases, offtopic
+from devsets import add_dev_store_options, build_dev_stores, dev_cases, offtopic
 
 
 def main() -> int:
     def options(parser) -> None:
-        parser.add_argument("--embed-model", default="auto")
-        parser.add_argument("--chunk-size", type=int, default=None)
+        add_dev_store_options(parser)
         parser.add_argument("--split", choices=("tune", "report", "both"), default="both")
         parser.add_argument("--per-set", type=int, default=None, help="questions per set for `generate` (slow)")
         parser.add_argument("--max-tokens", type=int, default=128, help="answer length for `generate`")

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 from benchlib import ROOT, header, parse_scale, write_results
-from devsets import build_dev_stores, cached_queries, dev_cases, offtopic
+from devsets import add_dev_store_options, build_dev_stores, cached_queries, dev_cases, offtopic
 
 MIN_ANSWERED = 0.97
 SAME_LOWS = np.round(np.arange(0.78, 0.901, 0.01), 3)
@@ -49,11 +49,7 @@ def best(ev: np.ndarray, same: tuple[float, float], cross: tuple[float, float]) 
 
 
 def main() -> int:
-    def options(parser) -> None:
-        parser.add_argument("--embed-model", default="auto")
-        parser.add_argument("--chunk-size", type=int, default=None, help="RAG_CHUNK_SIZE of the dev store")
-
-    args = parse_scale(__doc__.splitlines()[0], extra=options)
+    args = parse_scale(__doc__.splitlines()[0], extra=add_dev_store_options)
     meta = header("calibrate_grounding", args)
     stores = build_dev_stores(args)
     service = stores["mixed"]

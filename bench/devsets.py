@@ -134,6 +134,12 @@ def build_dev_store(settings, quiet: bool = False, language: str | None = None):
     return service
 
 
+def add_dev_store_options(parser) -> None:
+    """The options every dev-store benchmark takes: which embedder and chunk size its dev store is built with."""
+    parser.add_argument("--embed-model", default="auto")
+    parser.add_argument("--chunk-size", type=int, default=None, help="RAG_CHUNK_SIZE of the dev store")
+
+
 def build_dev_stores(args, quiet: bool = False, **overrides) -> dict[str, object]:
     """Three collections of one dev store: both languages ("mixed"), and the Chinese and the English corpora alone
     ("zh", "en"): users have either kind, and cross-language search behaves differently in each."""

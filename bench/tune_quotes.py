@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from benchlib import header, parse_scale, write_results
-from devsets import build_dev_stores, cached_queries, dev_cases
+from devsets import add_dev_store_options, build_dev_stores, cached_queries, dev_cases
 
 GRID = {
     "SIMILARITY_WEIGHT": (0.0, 0.5, 1.0, 2.0),
@@ -72,8 +72,7 @@ def quote_hits(cases, raters) -> dict[str, float]:
 
 def main() -> int:
     def options(parser) -> None:
-        parser.add_argument("--embed-model", default="auto")
-        parser.add_argument("--chunk-size", type=int, default=None, help="RAG_CHUNK_SIZE of the dev store")
+        add_dev_store_options(parser)
         parser.add_argument("--fusion", type=Path, help="a tune_retrieval results file whose chosen fusion to use")
 
     args = parse_scale(__doc__.splitlines()[0], extra=options)

@@ -17,7 +17,7 @@ import statistics
 import sys
 
 from benchlib import header, parse_scale, write_results
-from devsets import build_dev_stores, cached_queries, dev_cases
+from devsets import add_dev_store_options, build_dev_stores, cached_queries, dev_cases
 
 DENSE = (0.75, 1.0, 1.5, 2.0)
 CROSS = (0.3, 0.5, 1.0)
@@ -46,11 +46,7 @@ def metrics(ranks: list[int | None]) -> dict[str, float]:
 
 
 def main() -> int:
-    def options(parser) -> None:
-        parser.add_argument("--embed-model", default="auto")
-        parser.add_argument("--chunk-size", type=int, default=None, help="RAG_CHUNK_SIZE of the dev store")
-
-    args = parse_scale(__doc__.splitlines()[0], extra=options)
+    args = parse_scale(__doc__.splitlines()[0], extra=add_dev_store_options)
     meta = header("tune_retrieval", args)
     from rag.evaluate import contains_gold
     from rag.retrieve import Fusion
