@@ -63,6 +63,7 @@ def main() -> int:
         print_table(split, results["halves"][split])
     tune = results["halves"].get("tune")
     if tune and not args.no_generate:
+
         def mean_of(key: str, mode: str) -> float:
             return statistics.mean(r[key] for name, r in tune[mode].items() if not name.startswith("off-topic"))
 

@@ -86,7 +86,8 @@ def main() -> int:
         import rag.retrieve
 
         rag.retrieve.DENSE_RELEVANCE_RANGE["multilingual-e5-small"] = {
-            "same": tuple(chosen["same_range"]), "cross": tuple(chosen["cross_range"])
+            "same": tuple(chosen["same_range"]),
+            "cross": tuple(chosen["cross_range"]),
         }
     import functools
 

@@ -37,7 +37,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true", help="compare Chroma, the ledger, the keyword index and files")
     parser.add_argument("--repair", action="store_true", help="with --check: fix what needs no file, then check again")
     parser.add_argument(
-        "--reembed", action="store_true", help="re-embed the collection's stored texts with RAG_EMBED_MODEL"
+        "--reembed",
+        action="store_true",
+        help="re-embed the collection's stored texts with RAG_EMBED_MODEL (with the same embedder: move a collection "
+        "made before language partitions into them)",
     )
     parser.add_argument("--no-wait", action="store_true", help="fail at once when another process is writing")
     parser.add_argument("--collection", help="override RAG_COLLECTION")
@@ -150,6 +153,11 @@ def run_check(service, args) -> int:
             print(f"problem: {problem}")
         state = "clean" if report.clean else f"{len(report.problems)} problem(s)"
         print(f"{service.settings.collection!r}: {report.documents} documents, {report.chunks} chunks; {state}")
+        if report.chunks and not service.store.by_language:
+            print(
+                "note: this collection predates language partitions; `python -m ingest --reembed` moves it into "
+                "them (vectors kept) for faster search in a collection of several languages"
+            )
     return 0 if report.clean else 1
 
 
@@ -165,6 +173,11 @@ def run_reembed(service, args) -> int:
         print(json.dumps(report.as_json(), ensure_ascii=False))
     elif report.chunks == 0 and report.embedder_before == report.embedder_after:
         print(f"{service.settings.collection!r} already uses {report.embedder_after}; nothing to do")
+    elif report.embedder_before == report.embedder_after:
+        print(
+            f"moved {report.chunks} chunks of {service.settings.collection!r} into language partitions "
+            f"(vectors kept, {report.seconds:.1f} s{f', {report.resumed} resumed' if report.resumed else ''})"
+        )
     else:
         print(
             f"re-embedded {report.chunks} chunks of {service.settings.collection!r}: {report.embedder_before} -> "

@@ -4,6 +4,9 @@ No file is read again. The new vectors go into a staged chunk collection that no
 committed chunk is in it, one ledger upsert makes it the active one and the old collection is dropped. Killed
 half-way, the next run resumes the staged collection where it stopped; until the switch, search uses the old
 vectors, after it the new ones: never a mix.
+
+The same command moves a collection made before language partitions (rag/store.py) into them: with the embedder it
+already has, the stored vectors are copied instead of computed again.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from rag.config import PACKAGED_E5, Settings
 from rag.embedders import Embedder, load_embedder
@@ -48,7 +53,8 @@ def reembed(
     cancelled: Callable[[], bool] | None = None,
     wait: bool = True,
 ) -> ReembedReport:
-    """Re-embed every committed chunk with ``target`` (a RAG_EMBED_MODEL value; default the packaged e5)."""
+    """Re-embed every committed chunk with ``target`` (a RAG_EMBED_MODEL value; default the packaged e5), or move a
+    collection made before language partitions into them when it already has that embedder."""
     started = time.perf_counter()
     embedder = embedder or load_embedder(settings, target or PACKAGED_E5)
     progress = on_progress or (lambda _done, _total: None)
@@ -56,7 +62,8 @@ def reembed(
     with store.writer(wait=wait) as session:
         before = store.embed_model
         records = store.documents()
-        if before == embedder.name:
+        copy = before == embedder.name
+        if copy and store.by_language:
             return ReembedReport(before, embedder.name, 0, 0, time.perf_counter() - started)
         name, staged = session.stage_collection(embedder.name, embedder.dim)
         wanted = [cid for r in sorted(records.values(), key=lambda r: r.source) for cid in r.chunk_ids()]
@@ -76,7 +83,11 @@ def reembed(
             for meta, text in zip(metadatas, texts, strict=True):
                 meta.setdefault("lang", detect_language(text))
                 meta.pop("tokens", None)  # keyword tokens now live in the keyword index only
-            vectors = embedder.embed_passages(texts)
+            if copy:
+                stored = store.get_vectors(ids)
+                vectors = np.vstack([stored[cid] for cid in ids]) if ids else np.zeros((0, embedder.dim))
+            else:
+                vectors = embedder.embed_passages(texts)
             session.put_staged(staged, ids, vectors, texts, metadatas)
             progress(resumed + min(start + batch, len(todo)), len(wanted))
         # Records written before languages were kept learn them now, from what the staged collection holds.

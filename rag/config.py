@@ -97,13 +97,15 @@ class Settings(BaseSettings):
         # Chroma's own rule, checked here so the message names our variable instead of a stack trace from Rust.
         import re
 
+        # Shorter than Chroma's 512 and no "--": the store adds ".docs", ".r<rev>" and "--<language>" to it.
         if (
-            not (3 <= len(value) <= 512)
+            not (3 <= len(value) <= 480)
             or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]", value)
             or ".." in value
+            or "--" in value
         ):
             raise ValueError(
-                "3-512 characters from [a-zA-Z0-9._-], starting and ending with a letter or digit, no '..'"
+                "3-480 characters from [a-zA-Z0-9._-], starting and ending with a letter or digit, no '..' or '--'"
             )
         return value
 

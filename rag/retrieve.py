@@ -262,9 +262,7 @@ class Retriever:
             rows=rows,
         )
 
-    def _dense(
-        self, question: str, language: str, n: int, visible: dict[str, str]
-    ) -> dict[str, tuple[Chunk, float]]:
+    def _dense(self, question: str, language: str, n: int, visible: dict[str, str]) -> dict[str, tuple[Chunk, float]]:
         """Nearest chunks with their similarity, searched per chunk language when the collection knows its
         languages: plain cosine in the question's language, centred cosine in the others (rag/centering.py), so
         that passages in another language than the question's are not all outranked."""

@@ -5,8 +5,12 @@ Layout, for a collection ``NAME``:
 - ``NAME.docs`` is the ledger. One record per committed document (id = doc_id) says which revision of the document
   is visible; ``intent:<doc_id>`` records announce a write or delete in progress; ``meta:version`` changes on every
   commit (readers poll it instead of the whole ledger); ``meta:active`` names the chunk collection in use.
-- The chunk collection (``NAME``, or ``NAME.r<rev>`` after ``python -m ingest --reembed``) holds text, vector and
-  metadata per chunk. A chunk is visible only when its ``rev`` is the revision its document's ledger record names,
+- The chunk collection (``NAME``, or ``NAME.r<rev>`` after ``python -m ingest --reembed``) holds the embedder's name
+  in its metadata, and text, vector and metadata per chunk in one partition per chunk language (``NAME--zh``,
+  ``NAME--en``, ...): searching one language is then a plain nearest-neighbour query, where Chroma's metadata filter
+  took ~200 ms at 100k chunks. Collections made before partitions hold every chunk themselves (``layout`` unset) and
+  are searched with the filter; ``python -m ingest --reembed`` moves their vectors into partitions.
+  A chunk is visible only when its ``rev`` is the revision its document's ledger record names,
   so a new version is written beside the old one, the record switches in one upsert, and the old chunks go after.
 
 Crash safety: an intent names both revisions (and their chunk counts) before anything is written; whatever a crash
@@ -21,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -45,6 +50,19 @@ _NO_VECTOR = [0.0]  # the ledger is read by id and metadata only; Chroma still w
 # With a Chroma server there is no lock: an intent older than this is taken to be a dead writer's.
 STALE_INTENT_S = 3600.0
 UNFILTERED_MAX_ASKED = 400  # nearest chunks of all languages read before one language's are asked with a filter
+PART_SEP = "--"  # NAME--zh holds NAME's Chinese chunks (RAG_COLLECTION may not contain "--")
+LAYOUT_BY_LANGUAGE = "by-language"
+_LANGUAGE_CODE = re.compile(r"[a-z]{2,8}")
+
+
+def part_name(base: str, language: str) -> str:
+    return f"{base}{PART_SEP}{language}"
+
+
+def part_language(meta: Mapping[str, Any] | None) -> str:
+    """Which partition a chunk belongs to: its ``lang`` (set by ingestion), "other" when missing or odd."""
+    language = str((meta or {}).get("lang") or "")
+    return language if _LANGUAGE_CODE.fullmatch(language) else "other"
 
 
 @dataclass(frozen=True)
@@ -176,7 +194,7 @@ class Store:
         self.name = settings.collection
         self.remote = bool(settings.chroma_host)
         self._client = client if client is not None else make_client(settings)
-        self._swap = threading.Lock()
+        self._swap = threading.RLock()  # reopen() holds it while opening the partitions
         self._stale = False  # another process committed since this client was opened (embedded mode)
         self._local_version: str | None = None  # the version this process wrote last
         self._open_collections(create)
@@ -193,6 +211,7 @@ class Store:
                 self._docs = self._client.get_collection(self.name + DOCS_SUFFIX, embedding_function=None)
             self.chunk_collection_name = self._active_name()
             self._chunks = self._collection(self.chunk_collection_name, create=create)
+            self._load_layout()
         except (ValueError, InvalidArgumentError) as exc:
             reason = str(exc).split(". Got:")[0]  # Chroma repeats the (up to 512-character) name
             raise ConfigError(f"RAG_COLLECTION={self.name!r} is rejected by Chroma: {reason}") from None
@@ -212,6 +231,43 @@ class Store:
                 name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
             )
         return self._client.get_collection(name, embedding_function=None)
+
+    def _load_layout(self) -> None:
+        """Whether the chunk collection is partitioned by language, and its partitions as they are now."""
+        by_language = (self._chunks.metadata or {}).get("layout") == LAYOUT_BY_LANGUAGE
+        parts = self._find_parts(self.chunk_collection_name) if by_language else {}
+        with self._swap:
+            self.by_language, self._parts = by_language, parts
+
+    def _find_parts(self, base: str) -> dict[str, Any]:
+        prefix = base + PART_SEP
+        parts = {}
+        for name in self._client.list_collections():
+            name = name if isinstance(name, str) else name.name
+            if name.startswith(prefix) and _LANGUAGE_CODE.fullmatch(name[len(prefix) :]):
+                parts[name[len(prefix) :]] = self._collection(name)
+        return parts
+
+    def _part(self, language: str) -> Any:
+        """The partition of one language, created on first use (writers only)."""
+        with self._swap:
+            part = self._parts.get(language)
+        if part is None:
+            with self._chroma("creating a language partition"):
+                part = self._collection(part_name(self.chunk_collection_name, language))
+            with self._swap:
+                self._parts = {**self._parts, language: part}
+        return part
+
+    def _members(self, language: str | None = None) -> list[Any]:
+        """The Chroma collections that hold chunks (of one language, if given and partitioned)."""
+        with self._swap:
+            base, parts, by_language = self._chunks, self._parts, self.by_language
+        if not by_language:
+            return [base]
+        if language is not None:
+            return [parts[language]] if language in parts else []
+        return [parts[k] for k in sorted(parts)]
 
     def _active_name(self) -> str:
         got = self._docs.get(ids=[ACTIVE_ID], include=["metadatas"])
@@ -242,6 +298,20 @@ class Store:
             with self._swap, self._chroma("opening the re-embedded chunk collection"):
                 self._chunks = self._collection(name)
                 self.chunk_collection_name = name
+            with self._chroma("opening the language partitions"):
+                self._load_layout()
+        elif self.remote:
+            # Another machine may have made the first write (the layout) or a new language's partition. An embedded
+            # client finds them when it reopens: one opened before another process's write cannot read them yet.
+            self.reload_layout()
+
+    def reload_layout(self) -> None:
+        """Read the chunk collection's layout and partitions again (a server: other machines write too)."""
+        with self._chroma("opening the language partitions"):
+            base = self._collection(self.chunk_collection_name)
+            with self._swap:
+                self._chunks = base
+            self._load_layout()
 
     def reopen(self) -> None:
         """Replace the client by one that sees the store as it is now; queries in flight finish on the old one."""
@@ -362,19 +432,34 @@ class Store:
         self, vector: Sequence[float], n_results: int, visible: Mapping[str, str], language: str | None,
         with_vectors: bool,
     ) -> list[Chunk]:  # fmt: skip
-        include = ["documents", "metadatas", "distances"] + (["embeddings"] if with_vectors else [])
         with self._swap:
-            chunks = self._chunks
+            base, by_language = self._chunks, self.by_language
+        if not by_language:
+            return self._nearest(base, vector, n_results, visible, language, with_vectors)
+        found = [
+            chunk
+            for part in self._members(language)
+            for chunk in self._nearest(part, vector, n_results, visible, None, with_vectors)
+        ]
+        return sorted(found, key=lambda c: -(c.similarity or 0.0))[:n_results]
+
+    def _nearest(
+        self, collection: Any, vector: Sequence[float], n_results: int, visible: Mapping[str, str],
+        language: str | None, with_vectors: bool,
+    ) -> list[Chunk]:  # fmt: skip
+        """Nearest visible chunks of one collection; ``language`` is only for a collection made before partitions."""
+        include = ["documents", "metadatas", "distances"] + (["embeddings"] if with_vectors else [])
         # Chroma's metadata filter is slow (a `where` query took ~200 ms at 100k chunks, an unfiltered one ~5 ms),
-        # so one language's chunks are first looked for among the nearest of all; the filter is the fallback. A
-        # client opened before another process's commit (the writer still holds the lock, so it cannot reopen yet)
-        # must not filter at all: Chroma fails with "Error finding id" (the filter sees rows its vector index lacks).
+        # so in an unpartitioned collection one language's chunks are first looked for among the nearest of all; the
+        # filter is the fallback. A client opened before another process's commit (the writer still holds the lock,
+        # so it cannot reopen yet) must not filter at all: Chroma fails with "Error finding id" (the filter sees rows
+        # its vector index lacks).
         stale = self._stale and not self.remote
         filtered = False
         asked = n_results + min(n_results, 50)
         while True:
             with self._chroma("searching"):
-                got = chunks.query(
+                got = collection.query(
                     query_embeddings=[list(map(float, vector))], n_results=asked, include=include,
                     where={"lang": language} if filtered else None,
                 )  # fmt: skip
@@ -401,22 +486,38 @@ class Store:
     def get_chunks(self, ids: list[str]) -> dict[str, Chunk]:
         if not ids:
             return {}
-        with self._chroma("reading chunks"):
-            got = self._chunks.get(ids=ids, include=["documents", "metadatas"])
-        return {
-            cid: Chunk(cid, text or "", dict(meta or {}))
-            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
-        }
+        out = {}
+        for member in self._members():
+            with self._chroma("reading chunks"):
+                got = member.get(ids=ids, include=["documents", "metadatas"])
+            out.update({
+                cid: Chunk(cid, text or "", dict(meta or {}))
+                for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            })  # fmt: skip
+        return out
 
     def sample_vectors(self, language: str | None, total: int, size: int, runs: int) -> Any:
         """About ``size`` stored vectors of one language (any, if None), read in ``runs`` slices spread over its
         ``total`` chunks."""
+        if self.by_language:
+            members = self._members(language)
+            if language is None and len(members) > 1:  # all languages: an equal share from each partition
+                with self._chroma("counting chunks"):
+                    counts = [m.count() for m in members]
+                share = max(1, size // len(members))
+                samples = [self._sample(m, None, n, share, runs) for m, n in zip(members, counts, strict=True)]
+                samples = [v for v in samples if len(v)]
+                return np.vstack(samples) if samples else np.zeros((0, 0), dtype=np.float32)
+            return self._sample(members[0], None, total, size, runs) if members else np.zeros((0, 0), dtype=np.float32)
+        return self._sample(self._chunks, language, total, size, runs)
+
+    def _sample(self, collection: Any, language: str | None, total: int, size: int, runs: int) -> Any:
         per_run = max(1, size // runs)
         offsets = sorted({int(i * max(total - per_run, 0) / max(runs - 1, 1)) for i in range(runs)})
         rows = []
         for offset in offsets:
             with self._chroma("reading vectors"):
-                got = self._chunks.get(
+                got = collection.get(
                     where={"lang": language} if language else None, include=["embeddings"], limit=per_run, offset=offset
                 )
             if got.get("embeddings") is not None and len(got["embeddings"]):
@@ -425,11 +526,17 @@ class Store:
 
     def get_vectors(self, ids: list[str]) -> dict[str, Any]:
         """Stored vectors by chunk id (float32 rows), for comparing chunks with another question."""
+        out: dict[str, Any] = {}
+        for member in self._members() if ids else []:
+            out.update(self._vectors_in(member, [cid for cid in ids if cid not in out]))
+        return out
+
+    def _vectors_in(self, collection: Any, ids: list[str]) -> dict[str, Any]:
         if not ids:
             return {}
         try:
             with self._chroma("reading vectors"):
-                got = self._chunks.get(ids=ids, include=["embeddings"])
+                got = collection.get(ids=ids, include=["embeddings"])
         except StoreError:
             if not self.stale and not self._went_stale():
                 raise
@@ -438,7 +545,7 @@ class Store:
             out = {}
             for cid in ids:
                 with contextlib.suppress(Exception):
-                    one = self._chunks.get(ids=[cid], include=["embeddings"])
+                    one = collection.get(ids=[cid], include=["embeddings"])
                     for i, v in zip(one["ids"], one["embeddings"], strict=True):
                         out[i] = np.asarray(v, dtype=np.float32)
             return out
@@ -451,31 +558,41 @@ class Store:
 
     def iter_chunk_pages(self, collection: str | None = None, include_vectors: bool = False) -> Iterator[list[Chunk]]:
         """Every stored chunk (committed or not), a page at a time: for the consistency check and re-embedding."""
-        target = self._chunks if collection is None else self._collection(collection)
         include = ["metadatas"] + (["embeddings"] if include_vectors else [])
-        offset = 0
-        while True:
-            with self._chroma("reading chunks"):
-                got = target.get(include=include, limit=PAGE, offset=offset)
-            yield [Chunk(cid, "", dict(meta or {})) for cid, meta in zip(got["ids"], got["metadatas"], strict=True)]
-            if len(got["ids"]) < PAGE:
-                return
-            offset += PAGE
+        for target in self._all_members(collection):
+            offset = 0
+            while True:
+                with self._chroma("reading chunks"):
+                    got = target.get(include=include, limit=PAGE, offset=offset)
+                vectors = got.get("embeddings") if include_vectors else None
+                yield [
+                    Chunk(cid, "", dict(meta or {}), vector=None if vectors is None else np.asarray(vectors[n]))
+                    for n, (cid, meta) in enumerate(zip(got["ids"], got["metadatas"], strict=True))
+                ]
+                if len(got["ids"]) < PAGE:
+                    break
+                offset += PAGE
+
+    def _all_members(self, collection: str | None = None) -> list[Any]:
+        """A chunk collection (the active one by default) and all its language partitions: whatever holds chunks."""
+        name = self.chunk_collection_name if collection is None else collection
+        with self._chroma("listing the language partitions"):
+            return [self._collection(name), *(p for _, p in sorted(self._find_parts(name).items()))]
 
     def chunk_count_raw(self) -> int:
         with self._chroma("counting chunks"):
-            return self._chunks.count()
+            return sum(member.count() for member in self._all_members())
 
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
-    def writer(
-        self, *, wait: bool = True, on_wait: Callable[[str], None] | None = None
-    ) -> Iterator[WriteSession]:
+    def writer(self, *, wait: bool = True, on_wait: Callable[[str], None] | None = None) -> Iterator[WriteSession]:
         """The only way to change the store. Embedded: one writer process at a time (the lock), a client that sees
         what other writers did, and leftovers of a crashed write repaired first. A server serialises by itself."""
         with writer_lock(self.settings, wait=wait, on_wait=on_wait):
             if not self.remote:
                 self.reopen()
+            else:
+                self.reload_layout()
             session = WriteSession(self)
             session.recover()
             yield session
@@ -595,8 +712,10 @@ class WriteSession:
         metadatas: list[dict] = []
         for doc in docs:
             doc_ids = doc.record.chunk_ids()
-            if len(doc_ids) != len(doc.texts) or len(doc.texts) != len(doc.metadatas) or len(doc.vectors) != len(
-                doc_ids
+            if (
+                len(doc_ids) != len(doc.texts)
+                or len(doc.texts) != len(doc.metadatas)
+                or len(doc.vectors) != len(doc_ids)
             ):
                 raise ValueError(f"{doc.record.source}: chunk texts, vectors, metadatas and the record disagree")
             ids += doc_ids
@@ -605,15 +724,38 @@ class WriteSession:
         if not ids:
             return
         vectors = np.vstack([np.asarray(doc.vectors, dtype=np.float32) for doc in docs if len(doc.texts)])
-        step = max(1, min(PAGE, self.store._client.get_max_batch_size() if not self.store.remote else 1000))
-        for start in range(0, len(ids), step):
-            with self._chroma("writing chunks"):
-                self._chunks.upsert(
-                    ids=ids[start : start + step],
-                    embeddings=vectors[start : start + step],
-                    documents=texts[start : start + step],
-                    metadatas=metadatas[start : start + step],
-                )
+        self._upsert(self.store.chunk_collection_name, ids, vectors, texts, metadatas)
+
+    def _upsert(self, name: str, ids: list[str], vectors: Any, texts: list[str], metadatas: list[dict]) -> None:
+        """Write chunks into the collection ``name`` (the active one or a staged one): into its language
+        partitions when it has the partitioned layout, in batches of Chroma's size limit."""
+        store = self.store
+        if name == store.chunk_collection_name:
+            base, by_language = store._chunks, store.by_language
+        else:
+            base = store._collection(name)
+            by_language = (base.metadata or {}).get("layout") == LAYOUT_BY_LANGUAGE
+        groups: dict[Any, list[int]] = {}
+        for i, meta in enumerate(metadatas):
+            groups.setdefault(part_language(meta) if by_language else None, []).append(i)
+        step = max(1, min(PAGE, store._client.get_max_batch_size() if not store.remote else 1000))
+        for language, rows in sorted(groups.items(), key=lambda kv: str(kv[0])):
+            if language is None:
+                target = base
+            elif name == store.chunk_collection_name:
+                target = store._part(language)
+            else:
+                with self._chroma("creating a language partition"):
+                    target = store._collection(part_name(name, language))
+            for start in range(0, len(rows), step):
+                part = rows[start : start + step]
+                with self._chroma("writing chunks"):
+                    target.upsert(
+                        ids=[ids[i] for i in part],
+                        embeddings=np.asarray(vectors, dtype=np.float32)[part],
+                        documents=[texts[i] for i in part],
+                        metadatas=[metadatas[i] for i in part],
+                    )
 
     def delete_orphans(self, ids: list[str]) -> None:
         """Chunks that no committed document owns (found by the consistency check)."""
@@ -621,20 +763,33 @@ class WriteSession:
         self.bump_version()
 
     def _delete_chunks(self, ids: list[str]) -> None:
-        for start in range(0, len(ids), PAGE):
-            with self._chroma("deleting old chunks"):
-                self._chunks.delete(ids=ids[start : start + PAGE])
+        if not ids:
+            return
+        if self.store.remote:
+            # Another machine may have written this document's chunks into a partition made after we looked.
+            self.store.reload_layout()
+        for member in self.store._members():
+            for start in range(0, len(ids), PAGE):
+                with self._chroma("deleting old chunks"):
+                    member.delete(ids=ids[start : start + PAGE])
 
-    def record_embedder(self, name: str, dim: int) -> None:
-        """Remember which model made this collection's vectors (first write), refuse another one afterwards."""
+    def record_embedder(self, name: str, dim: int, *, by_language: bool = True) -> None:
+        """Remember which model made this collection's vectors (first write), refuse another one afterwards. An
+        empty collection also takes the partitioned layout here (``by_language=False`` keeps one collection: the
+        search benchmark compares the two)."""
         info = self.store.embedder_info()
         if info is None:
             with self._chroma("recording the embedder"):
                 meta = dict(self._chunks.metadata or {})
                 meta.update(embed_model=name, embed_dim=dim)
+                if by_language and self.store.chunk_count_raw() == 0:
+                    meta["layout"] = LAYOUT_BY_LANGUAGE
                 self._chunks.modify(metadata=meta)
+                self.store._load_layout()
         else:
             self.store.require_embedder(name, dim)
+            if self.store.remote:  # the first write may have been another machine's, after this session began
+                self.store.reload_layout()
 
     def bump_version(self) -> None:
         version = uuid.uuid4().hex
@@ -655,7 +810,7 @@ class WriteSession:
         retired = self._retired()
         for name in self.store._client.list_collections():
             name = name if isinstance(name, str) else name.name
-            if not name.startswith(self.store.name + ".r") or name in retired:
+            if not name.startswith(self.store.name + ".r") or name in retired or PART_SEP in name:
                 continue
             if name == self.store.chunk_collection_name:
                 continue
@@ -666,7 +821,12 @@ class WriteSession:
         name = f"{self.store.name}.r{new_rev()}"
         collection = self.store._collection(name)
         collection.modify(
-            metadata={"embed_model": embed_name, "embed_dim": dim, "staged_for": self.store.chunk_collection_name}
+            metadata={
+                "embed_model": embed_name,
+                "embed_dim": dim,
+                "staged_for": self.store.chunk_collection_name,
+                "layout": LAYOUT_BY_LANGUAGE,
+            }
         )
         return name, collection
 
@@ -685,20 +845,21 @@ class WriteSession:
     def staged_ids(self, collection: Any) -> set[str]:
         """Chunk ids already in a staged collection (a re-embed resumes after them)."""
         ids: set[str] = set()
-        offset = 0
-        while True:
-            with self._chroma("reading the staged collection"):
-                got = collection.get(include=[], limit=PAGE, offset=offset)
-            ids.update(got["ids"])
-            if len(got["ids"]) < PAGE:
-                return ids
-            offset += PAGE
+        for member in self.store._all_members(collection.name):
+            offset = 0
+            while True:
+                with self._chroma("reading the staged collection"):
+                    got = member.get(include=[], limit=PAGE, offset=offset)
+                ids.update(got["ids"])
+                if len(got["ids"]) < PAGE:
+                    break
+                offset += PAGE
+        return ids
 
     def put_staged(
         self, collection: Any, ids: list[str], vectors: Any, texts: list[str], metadatas: list[dict]
     ) -> None:
-        with self._chroma("writing re-embedded chunks"):
-            collection.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
+        self._upsert(collection.name, ids, vectors, texts, metadatas)
 
     def activate(self, name: str) -> None:
         """Switch readers to another chunk collection in one ledger upsert; the old one is dropped afterwards."""
@@ -710,11 +871,13 @@ class WriteSession:
                 metadatas=[{"kind": "meta", "value": json.dumps(sorted({*self._retired(), previous}))}],
             )
             self._docs.upsert(ids=[ACTIVE_ID], embeddings=[_NO_VECTOR], metadatas=[{"kind": "meta", "chunks": name}])
-        self.store.chunk_collection_name = name
-        self.store._chunks = self.store._collection(name)
+        with self.store._swap:
+            self.store.chunk_collection_name = name
+            self.store._chunks = self.store._collection(name)
         with self._chroma("marking the new chunk collection"):
             meta = {k: v for k, v in (self.store._chunks.metadata or {}).items() if k != "staged_for"}
             self.store._chunks.modify(metadata=meta or None)
+            self.store._load_layout()
         self.bump_version()
         self._drop_retired()
 
@@ -728,9 +891,13 @@ class WriteSession:
             return
         existing = {c if isinstance(c, str) else c.name for c in self.store._client.list_collections()}
         for name in retired:
-            if name in existing and name != self.store.chunk_collection_name:
-                with self._chroma("dropping a retired chunk collection"):
-                    self.store._client.delete_collection(name)
+            if name == self.store.chunk_collection_name:
+                continue
+            # The retired record stays until every one is gone, so a crash here is finished by the next recover.
+            for other in sorted(existing):
+                if other == name or other.startswith(name + PART_SEP):
+                    with self._chroma("dropping a retired chunk collection"):
+                        self.store._client.delete_collection(other)
         with self._chroma("dropping a retired chunk collection"):
             self._docs.delete(ids=[RETIRED_ID])
 

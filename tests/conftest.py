@@ -80,5 +80,8 @@ def cli_env(store_dir: Path, **extra: str) -> dict[str, str]:
 
 def raw_chunks(store, where: dict | None = None, ids: list[str] | None = None) -> list[tuple[str, dict, str]]:
     """(id, metadata, text) of stored chunks, committed or not, straight from Chroma: for inspecting the store."""
-    got = store._chunks.get(where=where, ids=ids, include=["metadatas", "documents"])
-    return list(zip(got["ids"], got["metadatas"], got["documents"], strict=True))
+    rows = []
+    for member in store._all_members():  # the chunk collection and its language partitions
+        got = member.get(where=where, ids=ids, include=["metadatas", "documents"])
+        rows += zip(got["ids"], got["metadatas"], got["documents"], strict=True)
+    return rows

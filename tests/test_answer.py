@@ -47,8 +47,14 @@ def make_answerer(tmp_path: Path, model: EchoChat | None = None, **overrides) ->
                 f"Note {i} about Llama 2: the Llama 2 release notes mention model size {i} in detail. " * 6,
                 encoding="utf-8",
             )
-    values = dict(store_dir=tmp_path / "store", embed_model="fake", llm_model="fake", chunk_size=64, chunk_overlap=8,
-                  min_relevance=0.3)  # the default is calibrated on e5's scale; the hashing fake's is another
+    values = dict(
+        store_dir=tmp_path / "store",
+        embed_model="fake",
+        llm_model="fake",
+        chunk_size=64,
+        chunk_overlap=8,
+        min_relevance=0.3,
+    )  # the default is calibrated on e5's scale; the hashing fake's is another
     settings = Settings(**{**values, **overrides})
     store, embedder = Store(settings), FakeEmbedder()
     Ingestor(settings, store, embedder).ingest_paths([folder])

@@ -86,14 +86,18 @@ def test_ingest_into_a_chroma_server(chroma_port: int, settings: Settings, write
     client = chromadb.HttpClient(
         host="127.0.0.1", port=chroma_port, settings=ChromaSettings(anonymized_telemetry=False)
     )
-    chunks = client.get_collection(settings.collection)
+    base = client.get_collection(settings.collection)
+    assert base.metadata["layout"] == "by-language" and base.count() == 0  # the chunks are in language partitions
+    names = sorted(c.name for c in client.list_collections())
+    assert [n for n in names if n.startswith(settings.collection + "--")] == [settings.collection + "--en"]
+    chunks = client.get_collection(settings.collection + "--en")
     ledger = client.get_collection(settings.collection + DOCS_SUFFIX)
     assert chunks.count() == n_walrus + 1 == report.chunks_total
     documents = [i for i in ledger.get()["ids"] if ":" not in i]  # meta:version and the like are not documents
     assert sorted(documents) == sorted([doc_id_for(str(walrus)), doc_id_for(str(pelican))])
     got = chunks.get(where={"doc_id": doc_id_for(str(walrus))}, include=["metadatas"])
     assert sorted(m["chunk_index"] for m in got["metadatas"]) == list(range(n_walrus))
-    assert chunks.metadata["embed_model"] == FakeEmbedder.name
+    assert base.metadata["embed_model"] == FakeEmbedder.name
 
     again = Ingestor(remote).ingest_paths([docs_dir])  # no embedder given: none is needed
     assert [(r.status, r.reason) for r in again.results] == [("skipped", "unchanged")] * 2

@@ -212,9 +212,7 @@ def test_a_queued_file_cancelled_never_starts(service: RagService, tmp_path: Pat
     assert sorted(r.file_name for r in service.store.documents().values()) == ["badge.txt"]
 
 
-def test_questions_are_answered_while_a_file_ingests(
-    service: RagService, tmp_path: Path, worker: IngestWorker
-) -> None:
+def test_questions_are_answered_while_a_file_ingests(service: RagService, tmp_path: Path, worker: IngestWorker) -> None:
     """The worker sits inside the pipeline (writer lock held) while four sessions ask: none of them waits for it."""
     service.ingestor.ingest_paths([tmp_path / name for name in DOCS])
     inside, release = threading.Event(), threading.Event()

@@ -367,13 +367,17 @@ def test_fake_embedder_over_a_real_models_collection_is_refused_up_front(setting
 
 
 def test_invalid_collection_names_the_variable(rag_env, monkeypatch, store_dir) -> None:
-    monkeypatch.setenv("RAG_COLLECTION", "a b")
-    with pytest.raises(ConfigError, match="RAG_COLLECTION='a b' is invalid"):
-        load_settings(_env_file=None, store_dir=store_dir)
+    for name in ("a b", "a--b", "x" * 481):  # "--" names a language partition; room is kept for the suffixes
+        monkeypatch.setenv("RAG_COLLECTION", name)
+        with pytest.raises(ConfigError, match=f"RAG_COLLECTION='{name}' is invalid"):
+            load_settings(_env_file=None, store_dir=store_dir)
     monkeypatch.delenv("RAG_COLLECTION")
-    # valid for our rule, but NAME.docs is too long for Chroma: still a ConfigError, and no collection left behind
+    assert load_settings(_env_file=None, store_dir=store_dir, collection="a-b.c_d").collection == "a-b.c_d"
+    # a name Chroma rejects (set past our check): still a ConfigError, and no collection left behind
     long_name = "x" * 510
-    settings = load_settings(_env_file=None, store_dir=store_dir, collection=long_name, embed_model="fake")
+    settings = load_settings(_env_file=None, store_dir=store_dir, embed_model="fake").model_copy(
+        update={"collection": long_name}
+    )
     with pytest.raises(ConfigError, match="RAG_COLLECTION"):
         Store(settings)
     assert Store(settings.model_copy(update={"collection": "documents"})).list_collections() == ["documents"]

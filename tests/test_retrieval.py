@@ -130,7 +130,7 @@ def test_weights_depend_on_the_languages(tmp_path: Path) -> None:
 
 
 def test_cross_language_keyword_matches_count_for_less(retriever: Retriever) -> None:
-    """"Llama 2" and "140GB" are the only words a Chinese question shares with the English passage: such a match
+    """ "Llama 2" and "140GB" are the only words a Chinese question shares with the English passage: such a match
     gets the cross-language weight, a same-language match the full one."""
     question = "Llama 2 的参数文件 140GB 是多大？"
     damped = make_retriever(retriever.settings.model_copy(update={"keyword_weight_cross": 0.3}))
@@ -209,23 +209,53 @@ def test_one_language_collection_is_searched_without_a_metadata_filter(tmp_path:
     assert languages and set(languages) == {None}
 
 
+def legacy_store(tmp_path: Path) -> Store:
+    """The DOCS in one chunk collection, as stores made before language partitions hold them."""
+    folder = tmp_path / "docs"
+    settings = make_settings(tmp_path, store_dir=tmp_path / "legacy-store")
+    store = Store(settings)
+    with store.writer() as session:
+        session.record_embedder(FakeEmbedder.name, FakeEmbedder().dim, by_language=False)
+    Ingestor(settings, store, FakeEmbedder()).ingest_paths([folder])
+    assert not store.by_language and store._parts == {}
+    return store
+
+
 @pytest.mark.parametrize("unfiltered_max", [1, 400])  # 1: every language query falls back to Chroma's filter
-def test_language_queries_match_chromas_filtered_results(retriever: Retriever, monkeypatch, unfiltered_max) -> None:
-    """One language's nearest chunks are first looked for among the nearest of all (Chroma's filter is slow at
-    scale); whichever way they are found, they are the ones Chroma's filtered query returns."""
+def test_language_queries_match_chromas_filtered_results(
+    retriever: Retriever, tmp_path: Path, monkeypatch, unfiltered_max
+) -> None:
+    """A partitioned store searches one language's partition; a store made before partitions looks among the
+    nearest of all first (Chroma's filter is slow at scale). Either way the result is what Chroma's filtered query
+    over one collection of every chunk returns."""
     import rag.store
 
     monkeypatch.setattr(rag.store, "UNFILTERED_MAX_ASKED", unfiltered_max)
     store = retriever.store
+    assert store.by_language and set(store._parts) == {"en", "zh"}
+    assert store._chunks.count() == 0  # every chunk is in its language's partition
+    legacy = legacy_store(tmp_path)
     visible = {doc_id: record.rev for doc_id, record in store.documents().items()}
+    legacy_visible = {doc_id: record.rev for doc_id, record in legacy.documents().items()}
+    assert set(visible) == set(legacy_visible)
+
+    def same(ids: list[str]) -> list[tuple[str, str]]:  # (doc_id, chunk number): each write has its own revision
+        return [(cid.split("-")[0], cid.rsplit("-", 1)[1]) for cid in ids]
+
     for question in ("Llama 2 parameters", "盘古大模型的参数量", "公園裡有很多花", "tomato watering"):
         vector = retriever.embedder.embed_query(question)
         for language in ("en", "zh"):
-            got = store.query(vector, 2, visible, language=language)
-            want = store._chunks.query(query_embeddings=[list(map(float, vector))], n_results=2,
-                                       where={"lang": language})["ids"][0]  # fmt: skip
+            want = legacy._chunks.query(query_embeddings=[list(map(float, vector))], n_results=2,
+                                        where={"lang": language})["ids"][0]  # fmt: skip
+            got = legacy.query(vector, 2, legacy_visible, language=language)
             assert [c.chunk_id for c in got] == want
-            assert all(c.meta["lang"] == language for c in got)
+            partitioned = store.query(vector, 2, visible, language=language)
+            assert same([c.chunk_id for c in partitioned]) == same(want)
+            assert all(c.meta["lang"] == language for c in got + partitioned)
+        every = legacy._chunks.query(query_embeddings=[list(map(float, vector))], n_results=3)
+        merged = store.query(vector, 3, visible)  # all partitions, merged by similarity (ties in either order)
+        assert [round(c.similarity, 5) for c in merged] == [round(1 - d, 5) for d in every["distances"][0]]
+        assert same([c.chunk_id for c in merged])[0] == same(every["ids"][0])[0]
 
 
 def test_language_means_are_sampled_again_only_when_the_collection_moves(

@@ -202,7 +202,8 @@ def test_a_client_behind_another_writer_reads_the_vectors_it_can(settings: Setti
     Ingestor(settings, store, FakeEmbedder()).ingest_paths([docs_dir])
     record = next(iter(store.documents().values()))
     ids = record.chunk_ids()
-    real = store._chunks
+    assert store.by_language and set(store._parts) == {"en"}
+    real = store._parts["en"]
 
     class Behind:
         def __getattr__(self, name):
@@ -213,7 +214,7 @@ def test_a_client_behind_another_writer_reads_the_vectors_it_can(settings: Setti
                 raise RuntimeError("Error executing plan: Internal error: Error finding id")
             return real.get(ids=ids, **kwargs)
 
-    store._chunks = Behind()
+    store._parts = {"en": Behind()}
     assert not store.stale
     got = store.get_vectors([*ids, "written-by-another-process"])
     assert set(got) == set(ids) and store.stale

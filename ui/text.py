@@ -32,9 +32,6 @@ def escape_markdown(text: str) -> str:
     return _SPECIAL.sub(r"\\\1", text)
 
 
-
-
-
 def _content_tokens(text: str) -> set[str]:
     # Single Latin letters come from contractions ("it's" -> "s") and carry no meaning.
     return {t for t in keyword_tokens(text) if len(t) > 1 or not t.isascii()}
