@@ -16,6 +16,7 @@ Usage: .venv/bin/python bench/tune_retrieval.py [--scale small|full] [--embed-mo
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import statistics
 import sys
@@ -72,7 +73,12 @@ def main() -> int:
     stores = build_dev_stores(args)
     service = stores["mixed"]
     cached_queries(service.embedder)
-    default = service.retriever.fusion("en")
+    from rag.retrieve import DENSE_WEIGHT, KEYWORD_WEIGHT_CROSS
+
+    # The first stage's defaults (the per-question-language values come after it).
+    default = dataclasses.replace(
+        service.retriever.fusion("zh"), dense_weight=DENSE_WEIGHT, keyword_weight_cross=KEYWORD_WEIGHT_CROSS
+    )
 
     cases: dict[str, dict[str, list]] = {"tune": {}, "report": {}}
     for split in cases:
@@ -112,8 +118,6 @@ def main() -> int:
         f"chosen on the tune half: dense_weight={chosen.dense_weight} keyword_weight_cross="
         f"{chosen.keyword_weight_cross} same_range={chosen.same_range} cross_range={chosen.cross_range}"
     )
-
-    import dataclasses
 
     per_language: dict = {}
     for language in QUESTION_LANGUAGES:

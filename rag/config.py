@@ -54,10 +54,15 @@ class Settings(BaseSettings):
 
     # Retrieval and answering
     top_k: int = Field(5, ge=1, le=100)
-    dense_weight: float = Field(1.5, ge=0.0, le=10.0, description="Fusion weight of the vector ranking.")
+    dense_weight: float | None = Field(
+        None, ge=0.0, le=10.0, description="Fusion weight of the vector ranking; default: tuned per question language."
+    )
     keyword_weight: float = Field(1.0, ge=0.0, le=10.0, description="Fusion weight of BM25 for same-language chunks.")
     keyword_weight_cross: float | None = Field(
-        None, ge=0.0, le=10.0, description="Fusion weight of BM25 for chunks in another language; default: tuned."
+        None,
+        ge=0.0,
+        le=10.0,
+        description="Fusion weight of BM25 for chunks in another language; default: tuned per question language.",
     )
     min_relevance: float = Field(
         0.5, ge=0.0, le=1.0, description="Below this, answer 'not in the documents' (bench/calibrate_grounding.py)."

@@ -5,7 +5,9 @@ relevance is the question-passage cosine rescaled to 0..1 (rag/centering.py cent
 passage in another language competes fairly) and keyword relevance is the BM25 score divided by what a passage
 holding every question word would score (so 1 means "all the question's words, the rare ones included"). The keyword
 weight is RAG_KEYWORD_WEIGHT for a chunk in the question's language and RAG_KEYWORD_WEIGHT_CROSS for another:
-across languages BM25 only matches names and numbers.
+across languages BM25 only matches names and numbers. The dense weight and the cross-language keyword weight also
+depend on the question's language (FUSION_BY_QUESTION_LANGUAGE) unless RAG_DENSE_WEIGHT / RAG_KEYWORD_WEIGHT_CROSS
+set them.
 
 Why scores and not rank fusion: in a collection with both languages, an English question whose answer is in a Chinese
 article still gets English chunks from BM25 that share a word or two with it; rank fusion gives that weak match the
@@ -37,7 +39,15 @@ CANDIDATES_PER_RESULT = 4
 LEDGER_TTL_S = 2.0
 MEANS_DRIFT = 0.05  # language means are sampled again when a language's chunk count moves by more than this share
 # Chosen on the tune half of the dev questions (bench/tune_retrieval.py), reported on the other half.
+DENSE_WEIGHT = 1.5
 KEYWORD_WEIGHT_CROSS = 0.5
+# The same two chosen again for one question language's questions (bench/tune_retrieval.py, second stage): English
+# questions do better leaning on vectors alone across languages (an English word in a Chinese chunk is a name at
+# best); Chinese questions kept the values above. Report half: hit@5 equal (0.846), MRR of English questions over
+# Chinese articles up (0.45 -> 0.52 and 0.46 -> 0.50 in the bilingual collection).
+FUSION_BY_QUESTION_LANGUAGE: dict[str, dict[str, dict[str, float]]] = {
+    "multilingual-e5-small": {"en": {"dense_weight": 2.0, "keyword_weight_cross": 0.0}},
+}
 # Cosine similarities mapped to a 0..1 relevance: (what means "unrelated", what means "clearly on topic"), for chunks
 # in the question's language (plain cosine) and in another (centred cosine). e5's plain similarities crowd into
 # 0.75-0.92. Chosen with bench/tune_retrieval.py; other models: raw cosine, unrescaled.
@@ -200,17 +210,25 @@ class Retriever:
         return self._records
 
     # ------------------------------------------------------------------ weights
+    def _tuned(self, language: str) -> dict[str, float]:
+        return FUSION_BY_QUESTION_LANGUAGE.get(self.embedder.name, {}).get(language, {})
+
     def dense_weight(self, language: str) -> float:
-        if self.embedder.multilingual or language == "en":
+        if not (self.embedder.multilingual or language == "en"):
+            # An English-only embedder's ranking of a Chinese question is noise (measured: hit@3 1.00 -> 0.80).
+            return 0.0
+        if self.settings.dense_weight is not None:
             return self.settings.dense_weight
-        return 0.0  # an English-only embedder's ranking of a Chinese question is noise (measured: hit@3 1.00 -> 0.80)
+        return self._tuned(language).get("dense_weight", DENSE_WEIGHT)
 
     def fusion(self, language: str) -> Fusion:
         cross = self.settings.keyword_weight_cross
+        if cross is None:
+            cross = self._tuned(language).get("keyword_weight_cross", KEYWORD_WEIGHT_CROSS)
         return Fusion(
             dense_weight=self.dense_weight(language),
             keyword_weight=self.settings.keyword_weight,
-            keyword_weight_cross=KEYWORD_WEIGHT_CROSS if cross is None else cross,
+            keyword_weight_cross=cross,
             **{f"{kind}_range": r for kind, r in DENSE_RELEVANCE_RANGE.get(self.embedder.name, {}).items()},
         )
 

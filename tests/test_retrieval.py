@@ -11,7 +11,13 @@ from rag.config import Settings
 from rag.embedders import FakeEmbedder
 from rag.errors import EmptyIndex
 from rag.keyword_sync import open_keyword_index
-from rag.retrieve import KEYWORD_WEIGHT_CROSS, Retriever, term_coverage
+from rag.retrieve import (
+    DENSE_WEIGHT,
+    FUSION_BY_QUESTION_LANGUAGE,
+    KEYWORD_WEIGHT_CROSS,
+    Retriever,
+    term_coverage,
+)
 from rag.store import Store
 from rag.tokenize import keyword_tokens
 
@@ -114,9 +120,11 @@ def test_empty_store_says_how_to_add_documents(tmp_path: Path) -> None:
 def test_weights_depend_on_the_languages(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     retriever = make_retriever(settings)
-    assert retriever.dense_weight("en") == retriever.dense_weight("zh") == settings.dense_weight  # multilingual
+    assert retriever.dense_weight("en") == retriever.dense_weight("zh") == DENSE_WEIGHT  # multilingual, untuned fake
     assert retriever.keyword_weight("zh", "zh") == settings.keyword_weight
     assert retriever.keyword_weight("zh", "en") == KEYWORD_WEIGHT_CROSS  # the tuned default
+    set_by_user = make_retriever(make_settings(tmp_path, dense_weight=0.7))
+    assert set_by_user.dense_weight("en") == set_by_user.dense_weight("zh") == 0.7
 
     class EnglishOnly(FakeEmbedder):
         name = "all-MiniLM-L6-v2"
@@ -124,9 +132,28 @@ def test_weights_depend_on_the_languages(tmp_path: Path) -> None:
 
     english_only = make_retriever(settings, EnglishOnly())
     assert english_only.dense_weight("zh") == english_only.dense_weight("ja") == 0.0
-    assert english_only.dense_weight("en") == settings.dense_weight
+    assert english_only.dense_weight("en") == DENSE_WEIGHT
     explicit = make_retriever(make_settings(tmp_path, keyword_weight_cross=0.0))
     assert explicit.keyword_weight("en", "zh") == 0.0
+
+
+def test_fusion_weights_follow_the_question_language_unless_set(tmp_path: Path, monkeypatch) -> None:
+    """The packaged e5 has weights tuned per question language; a value the user sets applies to every language."""
+    tuned = FUSION_BY_QUESTION_LANGUAGE["multilingual-e5-small"]["en"]
+    monkeypatch.setattr(FakeEmbedder, "name", "multilingual-e5-small")
+    retriever = make_retriever(make_settings(tmp_path))
+    english, chinese = retriever.fusion("en"), retriever.fusion("zh")
+    assert (
+        english.dense_weight == tuned["dense_weight"] and english.keyword_weight_cross == tuned["keyword_weight_cross"]
+    )
+    assert (chinese.dense_weight, chinese.keyword_weight_cross) == (DENSE_WEIGHT, KEYWORD_WEIGHT_CROSS)
+    assert english.dense_weight != chinese.dense_weight
+    user = make_retriever(make_settings(tmp_path, dense_weight=1.0, keyword_weight_cross=0.4))
+    for language in ("en", "zh"):
+        assert (user.fusion(language).dense_weight, user.fusion(language).keyword_weight_cross) == (1.0, 0.4)
+    # an English question's keyword match in a Chinese chunk counts for nothing; a Chinese question's in English does
+    assert english.scores("en", {}, {"zh1": 0.9}, {"zh1": "zh"})["zh1"] == 0.0
+    assert chinese.scores("zh", {}, {"en1": 0.9}, {"en1": "en"})["en1"] == pytest.approx(0.9 * KEYWORD_WEIGHT_CROSS)
 
 
 def test_cross_language_keyword_matches_count_for_less(retriever: Retriever) -> None:
