@@ -24,7 +24,10 @@ GRID = {
     "OVERLAP_WEIGHT": (0.5, 1.0, 2.0),
     "RANK_WEIGHT": (0.0, 0.1, 0.2, 0.4),
     "NUMBER_WEIGHT": (0.0, 0.3, 0.6),
-    "SECOND_SENTENCE_SHARE": (0.0, 0.5, 0.8, 0.9, 1.01),
+    # 0.0 and 0.5 are left out: they win quote hits by filling every quote with three sentences, related or not
+    # (rag/quotes.py, SECOND_SENTENCE_SHARE).
+    "SECOND_SENTENCE_SHARE": (0.8, 0.9, 1.01),
+    "SIMILARITY_SCALE": ("clip", "stretch"),
 }
 
 
@@ -35,12 +38,13 @@ class CachingRater:
         self.retriever = retriever
         self.cache: dict[tuple[str, str], float] = {}
 
-    def __call__(self, question: str, sentences: list[str]) -> np.ndarray:
+    def __call__(self, question: str, sentences: list[str], clip: bool = True) -> np.ndarray:
         missing = [t for t in dict.fromkeys(sentences) if (question, t) not in self.cache]
         if missing:
-            values = self.retriever.sentence_similarity(question, missing)
+            values = self.retriever.sentence_similarity(question, missing, clip=False)
             self.cache.update({(question, t): float(v) for t, v in zip(missing, values, strict=True)})
-        return np.array([self.cache[(question, t)] for t in sentences])
+        values = np.array([self.cache[(question, t)] for t in sentences])
+        return np.clip(values, 0.0, 1.0) if clip else values
 
 
 _IDF: dict[tuple[int, str], dict[str, float]] = {}

@@ -37,6 +37,9 @@ NUMBER_WEIGHT = 0.0  # the tune half preferred no boost; kept so a retune can br
 # but it quotes unrelated sentences next to the answer ("a quote that holds everything answers nothing"). 0.8, the
 # next value of the grid, keeps only sentences that score close to the best.
 SECOND_SENTENCE_SHARE = 0.8
+# How the similarity enters the score: "clip" (the fusion's 0..1 relevance: sentences past the top of its range tie)
+# or "stretch" (the unclipped values rescaled over each question's shortlist, best sentence 1, worst 0).
+SIMILARITY_SCALE = "clip"
 _ANNOUNCES = re.compile(r"[:：]\s*$")
 _WANTS_NUMBER = re.compile(
     r"\b(how (many|much|large|big|long|old|far|often|tall|high|heavy)|when|what (year|date|time|percentage|size)|"
@@ -107,7 +110,13 @@ def choose_quotes(
     shortlist = sorted(eligible, key=lambda i: OVERLAP_WEIGHT * overlap[i] + prior[i], reverse=True)[:CANDIDATES]
     rated = dict.fromkeys(shortlist, 0.0)
     if similarity is not None and SIMILARITY_WEIGHT > 0:
-        values = similarity(question, [sentences[i].text for i in shortlist])
+        texts = [sentences[i].text for i in shortlist]
+        if SIMILARITY_SCALE == "stretch":
+            values = np.asarray(similarity(question, texts, clip=False), dtype=np.float64)
+            spread = float(values.max() - values.min()) if len(values) else 0.0
+            values = (values - values.min()) / spread if spread > 0 else np.ones_like(values)
+        else:
+            values = similarity(question, texts)
         rated.update(zip(shortlist, (float(v) for v in values), strict=True))
     score = {i: SIMILARITY_WEIGHT * rated[i] + OVERLAP_WEIGHT * overlap[i] + prior[i] for i in shortlist}
     best = max(shortlist, key=score.__getitem__)

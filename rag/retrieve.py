@@ -104,11 +104,12 @@ class Fusion:
     same_range: tuple[float, float] = (0.0, 1.0)
     cross_range: tuple[float, float] = (0.0, 1.0)
 
-    def dense_relevance(self, similarity: float | None, same: bool = True) -> float:
+    def dense_relevance(self, similarity: float | None, same: bool = True, clip: bool = True) -> float:
         if similarity is None:
             return 0.0
         low, high = self.same_range if same else self.cross_range
-        return float(min(1.0, max(0.0, (similarity - low) / (high - low))))
+        value = (similarity - low) / (high - low)
+        return float(min(1.0, max(0.0, value))) if clip else float(value)
 
     def scores(
         self,
@@ -340,9 +341,10 @@ class Retriever:
             out[cid] = (max(coverage, self.grounding(sim, _lang(rows[cid]) == language)), coverage, sim)
         return out
 
-    def sentence_similarity(self, question: str, sentences: list[str]) -> np.ndarray:
+    def sentence_similarity(self, question: str, sentences: list[str], *, clip: bool = True) -> np.ndarray:
         """How close each sentence is to the question, 0..1, on the fusion's scales: plain cosine for a sentence in
-        the question's language, centred cosine (this collection's language means) for one in another language."""
+        the question's language, centred cosine (this collection's language means) for one in another language.
+        ``clip=False`` keeps the values beyond 0..1 (several sentences past the top of the range stay in order)."""
         language = detect_language(question)
         if not sentences or self.dense_weight(language) <= 0:
             return np.zeros(len(sentences))
@@ -356,9 +358,9 @@ class Retriever:
             sentence_language = detect_language(text)
             if means.collection and sentence_language != language:
                 value = float(means.centred_similarity(centred, row[None, :], sentence_language)[0])
-                out[i] = fusion.dense_relevance(value, same=False)
+                out[i] = fusion.dense_relevance(value, same=False, clip=clip)
             else:
-                out[i] = fusion.dense_relevance(float(row @ vector), same=True)
+                out[i] = fusion.dense_relevance(float(row @ vector), same=True, clip=clip)
         return out
 
     def grounding(self, similarity: float | None, same_language: bool) -> float:
