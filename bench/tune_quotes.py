@@ -128,15 +128,21 @@ def main() -> int:
     chosen = dict(zip(GRID, best, strict=True))
     print("chosen on the tune half: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
 
-    results = {"meta": meta, "chosen": chosen, "halves": {}}
+    results = {"meta": meta, "chosen": chosen, "shipped": defaults, "halves": {}}
     for split in ("tune", "report"):
         hits = quote_hits(cases[split], raters)
-        results["halves"][split] = {"quote_hit": hits, "context_recall": context[split]}
+        for name, value in defaults.items():  # the values rag/quotes.py ships, side by side
+            setattr(quotes, name, value)
+        shipped = quote_hits(cases[split], raters)
+        for name, value in chosen.items():
+            setattr(quotes, name, value)
+        results["halves"][split] = {"quote_hit": hits, "quote_hit_shipped": shipped, "context_recall": context[split]}
         print(f"\n## {split} half")
-        print("| set | context recall | quote hit |")
-        print("|---|---|---|")
+        print("| set | context recall | quote hit, chosen | quote hit, shipped |")
+        print("|---|---|---|---|")
         for name in hits:
-            print(f"| {name} | {context[split][name]:.2f} | {hits[name]:.2f} |")
+            print(f"| {name} | {context[split][name]:.2f} | {hits[name]:.2f} | {shipped[name]:.2f} |")
+        print(f"| mean | | {statistics.mean(hits.values()):.3f} | {statistics.mean(shipped.values()):.3f} |")
     results["chunk_size"] = service.settings.chunk_size
     write_results("tune_quotes" + (f"-c{args.chunk_size}" if args.chunk_size else ""), results)
     return 0

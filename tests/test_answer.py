@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ingest.pipeline import Ingestor
@@ -237,3 +238,25 @@ def test_auto_mode_quotes_only_with_the_packaged_model_and_generates_with_a_chos
     assert Settings(_env_file=None, llm_base_url="http://127.0.0.1:8080/v1").resolved_answer_mode == "generate"
     assert Settings(_env_file=None, answer_mode="generate").resolved_answer_mode == "generate"
     assert Settings(_env_file=None, llm_model="/m.gguf", answer_mode="quotes").resolved_answer_mode == "quotes"
+
+
+@pytest.mark.parametrize("scale", ["clip", "stretch"])
+def test_quote_similarity_past_the_top_of_the_range_keeps_its_order_when_stretched(monkeypatch, scale) -> None:
+    """Three sentences with no word in common with the question (a question in another language): only the
+    similarity tells them apart. Clipped to 0..1, the two past the top of the range tie and the earlier one wins;
+    stretched over the shortlist, the closest one wins."""
+    import rag.quotes
+
+    monkeypatch.setattr(rag.quotes, "SIMILARITY_SCALE", scale)
+    source = hit("Der Himmel ist blau. Die Wiese ist grün. Das Abzeichen ist türkis.")
+    raw = {"Der Himmel ist blau.": 1.4, "Die Wiese ist grün.": 0.1, "Das Abzeichen ist türkis.": 2.5}
+    asked: list[bool] = []
+
+    def similarity(question: str, sentences: list[str], clip: bool = True):
+        asked.append(clip)
+        values = np.array([raw[s] for s in sentences])
+        return np.clip(values, 0.0, 1.0) if clip else values
+
+    [quote] = choose_quotes("What colour is the badge?", [source], similarity)[:1]
+    assert asked == [scale == "clip"]
+    assert quote.text == ("Der Himmel ist blau." if scale == "clip" else "Das Abzeichen ist türkis.")
