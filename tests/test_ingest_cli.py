@@ -115,3 +115,25 @@ def test_list_and_remove(rag_env, store_dir, docs_dir, two_docs, tmp_path) -> No
     store = open_store(store_dir)
     assert [r.file_name for r in store.documents().values()] == ["guide.pdf"]
     assert store.count_chunks() == guide.n_chunks
+
+
+def test_check_points_a_store_made_before_partitions_to_reembed_which_moves_it(
+    rag_env, store_dir, docs_dir, two_docs
+) -> None:
+    from ingest.pipeline import Ingestor
+    from rag.embedders import FakeEmbedder
+
+    store = open_store(store_dir)
+    with store.writer() as session:
+        session.record_embedder(FakeEmbedder.name, FakeEmbedder().dim, by_language=False)
+    Ingestor(store.settings, store, FakeEmbedder()).ingest_paths([docs_dir])
+    del store
+    before = run_ingest(store_dir, "--check")
+    assert before.returncode == 0, before.stderr
+    assert "predates language partitions" in before.stdout and "--reembed" in before.stdout
+    moved = run_ingest(store_dir, "--reembed")
+    assert moved.returncode == 0, moved.stderr
+    assert "into language partitions (vectors kept" in moved.stdout
+    after = run_ingest(store_dir, "--check")
+    assert after.returncode == 0 and "clean" in after.stdout and "predates" not in after.stdout
+    assert open_store(store_dir).by_language
