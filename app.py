@@ -353,7 +353,7 @@ def machine_section(service: RagService, active: ActiveModel) -> None:
         except RagError as exc:  # a model that will not load must not take the page down: pick another one
             st.error(escape_markdown(str(exc)))
             describe = {"model": active.setting, "backend": "not loaded"}
-        lines = machine_lines(describe, service.embedder.name, service.store.count_chunks())
+        lines = machine_lines(describe, service.embedder.name, service.store.count_chunks(), service.store.by_language)
         st.caption("  \n".join(escape_markdown(line) for line in lines))
 
 

@@ -446,6 +446,8 @@ def test_machine_lines_are_honest_about_the_gpu() -> None:
     assert any("2048" in line for line in lines) and any("12" in line for line in lines)
     assert any("unused" in line for line in machine_lines(cpu | {"gpu_backend": True}, "e"))
     assert any("all layers" in line for line in machine_lines(cpu | {"gpu_backend": True, "gpu_layers": -1}, "e"))
+    assert not any("--reembed" in line for line in machine_lines(cpu, "e", 12))
+    assert any("--reembed" in line for line in machine_lines(cpu, "e", 12, by_language=False))  # before partitions
     remote = machine_lines({"backend": "OpenAI-compatible server at http://x", "model": "local", "n_ctx": 8192}, "e")
     assert not any("GPU" in line for line in remote)
 

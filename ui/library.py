@@ -53,7 +53,9 @@ def is_inside(path: str | Path, folder: Path) -> bool:
     return True
 
 
-def machine_lines(describe: Mapping[str, Any], embedder_name: str, n_chunks: int | None = None) -> list[str]:
+def machine_lines(
+    describe: Mapping[str, Any], embedder_name: str, n_chunks: int | None = None, by_language: bool = True
+) -> list[str]:
     """The honest state of the machine: which models run where, and whether a GPU does any of the work."""
     lines = [f"Chat model: {describe.get('model', '?')} via {describe.get('backend', '?')}"]
     if describe.get("n_ctx"):
@@ -71,4 +73,9 @@ def machine_lines(describe: Mapping[str, Any], embedder_name: str, n_chunks: int
     lines.append(f"Embedder: {embedder_name}")
     if n_chunks is not None:
         lines.append(f"Chunks in the collection: {n_chunks}")
+    if n_chunks and not by_language:
+        lines.append(
+            "Layout: one Chroma collection, made before language partitions; `python -m ingest --reembed` moves it "
+            "(vectors kept) for faster search in a collection of several languages"
+        )
     return lines
