@@ -49,7 +49,7 @@ class ByQuestionLanguage:
 
 def replay(fusion, found, gold_ranks_of) -> int | None:
     scores = fusion.scores(found.language, found.dense, found.keyword, found.languages)
-    ranked = sorted(scores, key=scores.__getitem__, reverse=True)[:TOP_K]
+    ranked = found.ranked(scores)[:TOP_K]
     return gold_ranks_of(ranked)
 
 

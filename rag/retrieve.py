@@ -139,6 +139,16 @@ class Candidates:
     languages: dict[str, str]  # chunk id -> the chunk's language
     rows: dict[str, Chunk]
 
+    def ranked(self, scores: Mapping[str, float]) -> list[str]:
+        """Chunk ids, best first. Fused scores tie exactly when similarities clip at the top of their range: the
+        unclipped similarity, then BM25, then the id decide, so that every process ranks a question the same way
+        (a set's order changes with Python's hash seed)."""
+        return sorted(
+            scores,
+            key=lambda cid: (scores[cid], self.dense.get(cid, float("-inf")), self.keyword.get(cid, 0.0), cid),
+            reverse=True,
+        )
+
 
 def term_coverage(query_tokens: list[str], passage_tokens: Iterable[str], idf: dict[str, float] | None = None) -> float:
     """Share of the question's distinct content tokens found in the passage, weighted by rarity when ``idf`` is
@@ -244,7 +254,7 @@ class Retriever:
         top_k = top_k or self.settings.top_k
         found = self.candidates(query, top_k)
         scores = self.fusion(found.language).scores(found.language, found.dense, found.keyword, found.languages)
-        ranked = sorted(scores, key=scores.__getitem__, reverse=True)
+        ranked = found.ranked(scores)
         chosen = ranked[: len(scores) if self.settings.rerank_model else top_k]
         known = found.dense if judge in (None, query) else None
         evidence = self.evidence(judge or query, chosen, found.rows, known)

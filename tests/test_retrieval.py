@@ -308,3 +308,19 @@ def test_language_means_are_sampled_again_only_when_the_collection_moves(
     Ingestor(retriever.settings, retriever.store, retriever.embedder).ingest_paths([more / "日本.md"])
     retriever.refresh(force=True)
     assert len(sampled) == 1 and sampled[0].get("ja", 0) > 0  # a new language: sampled again
+
+
+def test_tied_scores_rank_the_same_way_in_every_process() -> None:
+    """Similarities past the top of the range clip to the same relevance; the unclipped similarity decides, then
+    BM25, then the id, whatever order the candidates came in."""
+    from rag.retrieve import Candidates, Fusion
+
+    fusion = Fusion(1.0, 1.0, 0.5, (0.8, 0.9), (0.05, 0.25))
+    dense = {"a": 0.95, "b": 0.97, "c": 0.93, "d": 0.5}
+    keyword = {"a": 0.0, "b": 0.0, "c": 0.0, "e": 0.2}
+    for order in (list("abcde"), list("edcba"), list("cbeda")):
+        found = Candidates("en", {k: dense[k] for k in order if k in dense},
+                           {k: keyword[k] for k in order if k in keyword}, dict.fromkeys(order, "en"), {})  # fmt: skip
+        scores = fusion.scores("en", found.dense, found.keyword, found.languages)
+        assert scores["a"] == scores["b"] == scores["c"] == 1.0  # all three past 0.9
+        assert found.ranked(scores) == ["b", "a", "c", "e", "d"]
