@@ -23,11 +23,12 @@ GRID = {
     "SIMILARITY_WEIGHT": (0.0, 0.5, 1.0, 2.0),
     "OVERLAP_WEIGHT": (0.5, 1.0, 2.0),
     "RANK_WEIGHT": (0.0, 0.1, 0.2, 0.4),
-    "NUMBER_WEIGHT": (0.0, 0.3, 0.6),
+    "NUMBER_WEIGHT": (0.0, 0.3),  # 0.6 never won
     # 0.0 and 0.5 are left out: they win quote hits by filling every quote with three sentences, related or not
     # (rag/quotes.py, SECOND_SENTENCE_SHARE).
     "SECOND_SENTENCE_SHARE": (0.8, 0.9, 1.01),
     "SIMILARITY_SCALE": ("clip", "stretch"),
+    "SKIP_QUESTIONS": (False, True),
 }
 
 

@@ -260,3 +260,16 @@ def test_quote_similarity_past_the_top_of_the_range_keeps_its_order_when_stretch
     [quote] = choose_quotes("What colour is the badge?", [source], similarity)[:1]
     assert asked == [scale == "clip"]
     assert quote.text == ("Der Himmel ist blau." if scale == "clip" else "Das Abzeichen ist türkis.")
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_sentence_that_asks_is_not_quoted_as_the_answer(monkeypatch, skip) -> None:
+    """A heading phrased as a question resembles the user's question most and answers nothing."""
+    import rag.quotes
+
+    monkeypatch.setattr(rag.quotes, "SKIP_QUESTIONS", skip)
+    source = hit("What colour is the citation badge? The citation badge colour is teal.")
+    quotes = choose_quotes("What colour is the citation badge?", [source])
+    texts = [q.text for q in quotes]
+    assert "The citation badge colour is teal." in texts
+    assert ("What colour is the citation badge?" in texts) is not skip
