@@ -735,6 +735,7 @@ class WriteSession:
         else:
             base = store._collection(name)
             by_language = (base.metadata or {}).get("layout") == LAYOUT_BY_LANGUAGE
+        vectors = np.asarray(vectors, dtype=np.float32)  # once, not per batch
         groups: dict[Any, list[int]] = {}
         for i, meta in enumerate(metadatas):
             groups.setdefault(part_language(meta) if by_language else None, []).append(i)
@@ -752,7 +753,7 @@ class WriteSession:
                 with self._chroma("writing chunks"):
                     target.upsert(
                         ids=[ids[i] for i in part],
-                        embeddings=np.asarray(vectors, dtype=np.float32)[part],
+                        embeddings=vectors[part],
                         documents=[texts[i] for i in part],
                         metadatas=[metadatas[i] for i in part],
                     )
