@@ -9,7 +9,6 @@ Usage: .venv/bin/python bench/tune_quotes.py [--scale small|full] [--embed-model
 
 from __future__ import annotations
 
-import itertools
 import json
 import statistics
 import sys
@@ -25,11 +24,17 @@ GRID = {
     "RANK_WEIGHT": (0.0, 0.1, 0.2, 0.4),
     "NUMBER_WEIGHT": (0.0, 0.3),  # 0.6 never won
     # 0.0 and 0.5 are left out: they win quote hits by filling every quote with three sentences, related or not
-    # (rag/quotes.py, SECOND_SENTENCE_SHARE).
-    "SECOND_SENTENCE_SHARE": (0.8, 0.9, 1.01),
+    # (rag/quotes.py, SECOND_SENTENCE_SHARE); from 0.6 up the others must score close to the best.
+    "SECOND_SENTENCE_SHARE": (0.6, 0.7, 0.8, 0.9, 1.01),
     "SIMILARITY_SCALE": ("clip", "stretch"),
     "SKIP_QUESTIONS": (False, True),
+    "FOLLOWS_WEIGHT": (0.0, 0.25, 0.5),
+    "CANDIDATES": (40, 80),
 }
+MAX_PASSES = 4
+# The values of the release before the last tuning, reported beside the chosen ones.
+PREVIOUS = {"SIMILARITY_WEIGHT": 1.0, "OVERLAP_WEIGHT": 1.0, "SECOND_SENTENCE_SHARE": 0.8, "FOLLOWS_WEIGHT": 0.0,
+            "CANDIDATES": 40}  # fmt: skip
 
 
 class CachingRater:
@@ -60,6 +65,20 @@ def _idf(answerer, question: str) -> dict[str, float]:
     return _IDF[key]
 
 
+def quote_size(cases, raters) -> tuple[float, float]:
+    """Mean sentences and characters per quote over every question: more sentences hold a gold string more often,
+    and a quote that holds everything answers nothing."""
+    from rag import quotes
+
+    sizes = [
+        (len(picked), sum(len(q.text) for q in picked))
+        for items in cases.values()
+        for question, _gold, sources, store in items
+        for picked in [quotes.choose_quotes(question, sources, raters[id(store)], _idf(store.answerer, question))]
+    ]
+    return statistics.mean(n for n, _ in sizes), statistics.mean(c for _, c in sizes)
+
+
 def quote_hits(cases, raters) -> dict[str, float]:
     from rag import quotes
     from rag.evaluate import contains_gold
@@ -73,6 +92,24 @@ def quote_hits(cases, raters) -> dict[str, float]:
             hits.append(any(contains_gold(q.text, gold) for q in picked))
         out[name] = statistics.mean(hits) if hits else float("nan")
     return out
+
+
+def coordinate_ascent(score, start: dict) -> dict:
+    """One constant at a time, each set to its best value on the tune half with the others held, until a pass changes
+    nothing. Starting from the shipped values, a change must win outright; the full product of the grid (thousands of
+    combinations on ~200 questions) would mostly fit noise."""
+    current, best = dict(start), score(start)
+    for _ in range(MAX_PASSES):
+        changed = False
+        for name, values in GRID.items():
+            for value in values:
+                trial = {**current, name: value}
+                if value != current[name] and (result := score(trial)) > best + 1e-9:
+                    current, best, changed = trial, result, True
+        print(f"pass: tune quote hit {best:.3f} with " + ", ".join(f"{k}={v}" for k, v in current.items()))
+        if not changed:
+            break
+    return current
 
 
 def main() -> int:
@@ -117,33 +154,49 @@ def main() -> int:
             )
 
     defaults = {name: getattr(quotes, name) for name in GRID}
-    combos = list(itertools.product(*GRID.values())) if args.scale == "full" else [tuple(defaults.values())]
-    scores = {}
-    for combo in combos:
-        for name, value in zip(GRID, combo, strict=True):
+
+    def tune_score(values: dict) -> float:
+        for name, value in values.items():
             setattr(quotes, name, value)
-        scores[combo] = statistics.mean(quote_hits(cases["tune"], raters).values())
-    best = max(combos, key=lambda c: (scores[c], c == tuple(defaults.values())))
-    for name, value in zip(GRID, best, strict=True):
+        return statistics.mean(quote_hits(cases["tune"], raters).values())
+
+    chosen = coordinate_ascent(tune_score, defaults) if args.scale == "full" else dict(defaults)
+    for name, value in chosen.items():
         setattr(quotes, name, value)
-    chosen = dict(zip(GRID, best, strict=True))
     print("chosen on the tune half: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
 
-    results = {"meta": meta, "chosen": chosen, "shipped": defaults, "halves": {}}
+    from ingest import chunking
+
+    joined = chunking.JOIN_CONTINUATIONS
+    # Side by side in this run: the chosen values, the ones rag/quotes.py ships, the previous release's, and the
+    # chosen ones with the other line joining (ingest/chunking.py, JOIN_CONTINUATIONS).
+    variants = {
+        "chosen": (chosen, joined),
+        "shipped": (defaults, joined),
+        "previous": ({**defaults, **PREVIOUS}, joined),
+        f"chosen, JOIN_CONTINUATIONS={not joined}": (chosen, not joined),
+    }
+    results = {"meta": meta, "chosen": chosen, "shipped": defaults, "previous": PREVIOUS, "halves": {}}
     for split in ("tune", "report"):
-        hits = quote_hits(cases[split], raters)
-        for name, value in defaults.items():  # the values rag/quotes.py ships, side by side
-            setattr(quotes, name, value)
-        shipped = quote_hits(cases[split], raters)
+        hits, sizes = {}, {}
+        for label, (values, join) in variants.items():
+            for name, value in values.items():
+                setattr(quotes, name, value)
+            chunking.JOIN_CONTINUATIONS = join
+            hits[label], sizes[label] = quote_hits(cases[split], raters), quote_size(cases[split], raters)
         for name, value in chosen.items():
             setattr(quotes, name, value)
-        results["halves"][split] = {"quote_hit": hits, "quote_hit_shipped": shipped, "context_recall": context[split]}
-        print(f"\n## {split} half")
-        print("| set | context recall | quote hit, chosen | quote hit, shipped |")
-        print("|---|---|---|---|")
-        for name in hits:
-            print(f"| {name} | {context[split][name]:.2f} | {hits[name]:.2f} | {shipped[name]:.2f} |")
-        print(f"| mean | | {statistics.mean(hits.values()):.3f} | {statistics.mean(shipped.values()):.3f} |")
+        chunking.JOIN_CONTINUATIONS = joined
+        results["halves"][split] = {"quote_hit": hits, "quote_size": sizes, "context_recall": context[split]}
+        print(f"\n## {split} half: quote hit")
+        print("| set | context recall | " + " | ".join(variants) + " |")
+        print("|---|---|" + "---|" * len(variants))
+        for name in context[split]:
+            row = [context[split][name]] + [hits[label][name] for label in variants]
+            print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+        print("| mean | | " + " | ".join(f"{statistics.mean(hits[label].values()):.3f}" for label in variants) + " |")
+        size_cells = " | ".join(f"{n:.2f} / {c:.0f}" for n, c in sizes.values())
+        print(f"| sentences / characters per quote | | {size_cells} |")
     results["chunk_size"] = service.settings.chunk_size
     write_results("tune_quotes" + (f"-c{args.chunk_size}" if args.chunk_size else ""), results)
     return 0

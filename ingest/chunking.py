@@ -27,6 +27,9 @@ _MEANINGFUL = re.compile(r"[^\W\d_]", re.UNICODE)
 _LINE_END = (".", "!", "?", ":", ";", "。", "！", "？", "：", "；", "…")
 _LIST_START = re.compile(r"^\s*([-*•·]|\d+[.)])\s")
 FULL_LINE = 60  # display columns: a PDF line this wide was wrapped by the layout, not ended by the author
+# Join a line that goes on in lower case to the one before (hard-wrapped text and Markdown). bench/tune_quotes.py
+# measures quotes with and without it in one run.
+JOIN_CONTINUATIONS = True
 
 
 def _width(text: str) -> int:
@@ -38,18 +41,25 @@ def _is_wide(ch: str) -> bool:
 
 
 def unwrap_lines(text: str) -> str:
-    """Join lines that PDF layout wrapped, keep the ones an author ended (headings, list items, sentence ends).
+    """Join lines that PDF layout or a text editor wrapped, keep the ones an author ended (headings, list items,
+    sentence ends).
 
-    Extracted PDF text breaks every printed line; shown as is, a highlighted sentence becomes a ragged staircase.
-    A line counts as wrapped when it is nearly full width and does not end a sentence; Chinese lines join without
-    a space.
+    Extracted PDF text breaks every printed line, and text and Markdown files are often wrapped by their editor (or
+    one clause per line); shown as is, a highlighted sentence becomes a ragged staircase, and a quote picked line by
+    line stops mid-sentence ("The very first article about Python was"). A line counts as wrapped when it does not
+    end a sentence and is nearly full width, or the next line goes on in lower case (neither indented: code keeps its
+    lines). Chinese lines join without a space.
     """
     lines = text.split("\n")
     out = lines[0]
     for previous, line in itertools.pairwise(lines):
         prev = previous.rstrip()
         soft = (
-            _width(prev) >= FULL_LINE and not prev.endswith(_LINE_END) and line.strip() and not _LIST_START.match(line)
+            prev
+            and not prev.endswith(_LINE_END)
+            and line.strip()
+            and not _LIST_START.match(line)
+            and (_width(prev) >= FULL_LINE or (JOIN_CONTINUATIONS and _continues(prev, line)))
         )
         if not soft:
             out += "\n" + line
@@ -58,6 +68,11 @@ def unwrap_lines(text: str) -> str:
         else:
             out = out.rstrip() + " " + line.lstrip()
     return out
+
+
+def _continues(prev: str, line: str) -> bool:
+    """``line`` carries on ``prev``'s sentence: it starts with a lower-case Latin letter and neither is indented."""
+    return line[:1].isascii() and line[:1].islower() and not prev[:1].isspace()
 
 
 def split_sentences(text: str) -> list[str]:

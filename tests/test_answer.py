@@ -273,3 +273,45 @@ def test_a_sentence_that_asks_is_not_quoted_as_the_answer(monkeypatch, skip) -> 
     texts = [q.text for q in quotes]
     assert "The citation badge colour is teal." in texts
     assert ("What colour is the citation badge?" in texts) is not skip
+
+
+@pytest.mark.parametrize("follows", [0.0, 0.5])
+def test_the_sentence_after_a_strong_one_joins_the_quote(monkeypatch, follows) -> None:
+    """The answer to a why-question often follows the sentence that resembles the question ("few constellations" ->
+    "because of the latitude") and resembles the question less than an unrelated sentence in another source."""
+    import rag.quotes
+
+    tuned = {"SIMILARITY_WEIGHT": 2.0, "OVERLAP_WEIGHT": 2.0, "RANK_WEIGHT": 0.4, "SECOND_SENTENCE_SHARE": 0.6}
+    for name, value in {**tuned, "SIMILARITY_SCALE": "stretch", "FOLLOWS_WEIGHT": follows}.items():
+        monkeypatch.setattr(rag.quotes, name, value)
+    answer = "This is because of the high northern latitude."
+    sources = [hit(f"The Sami sky has few constellations. {answer}"), hit("Reindeer herding shaped Sami life.")]
+    raw = {"Reindeer herding shaped Sami life.": 0.5, "The Sami sky has few constellations.": 1.0, answer: 0.3}
+
+    def similarity(question: str, sentences: list[str], clip: bool = True):
+        return np.array([raw[s] for s in sentences])
+
+    texts = [q.text for q in choose_quotes("为什么萨米人的星座这么少？", sources, similarity)]
+    assert texts[0] == "The Sami sky has few constellations."
+    assert (answer in texts) is (follows > 0)
+    assert "Reindeer herding shaped Sami life." not in texts
+
+
+@pytest.mark.parametrize("candidates", [40, 80])
+def test_quotes_rate_sentences_deep_in_the_fifth_source(monkeypatch, candidates) -> None:
+    """Across languages no word is shared and the shortlist follows the sources' rank: a short one never rates the
+    last sentences of the fifth source, however close they are."""
+    import rag.quotes
+
+    monkeypatch.setattr(rag.quotes, "CANDIDATES", candidates)
+    answer = "Das Abzeichen ist türkis."
+    sources = [
+        hit(" ".join(f"Quelle {rank} sagt Satz Nummer {i}." for i in range(12)) + (f" {answer}" if rank == 4 else ""))
+        for rank in range(5)
+    ]
+
+    def similarity(question: str, sentences: list[str], clip: bool = True):
+        return np.array([1.0 if s == answer else 0.0 for s in sentences])
+
+    texts = [q.text for q in choose_quotes("徽章是什么颜色？", sources, similarity)]
+    assert (answer in texts) is (candidates == 80)

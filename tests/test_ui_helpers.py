@@ -207,9 +207,17 @@ def test_unwrap_keeps_author_breaks() -> None:
         f"{WRAPPED}\n- a list item",
         f"{WRAPPED}\n2. numbered",
         f"{WRAPPED}\n\nnew paragraph",
-        "short line\nanother short line",
+        "Short line\nAnother short line",  # a new line that starts a new sentence
+        "def f(x)\n    return x",  # code keeps its lines
+        "    x = 1\n    y = 2",
     ):
         assert unwrap_lines(text) == text
+
+
+def test_unwrap_joins_a_hard_wrapped_sentence() -> None:
+    """Text and Markdown files wrapped by an editor: a line that goes on in lower case continues the sentence."""
+    text = "The first article about Python was\nwritten in 1991 and is now outdated.\nNext one."
+    assert unwrap_lines(text) == "The first article about Python was written in 1991 and is now outdated.\nNext one."
 
 
 def test_unwrap_joins_chinese_without_a_space() -> None:
