@@ -30,14 +30,16 @@ CROSS_WIDTHS = (0.05, 0.10, 0.15, 0.20)
 THRESHOLDS = np.round(np.arange(0.30, 0.901, 0.05), 3)
 
 
-def evidence(service, question: str) -> tuple[str, np.ndarray]:
-    """(question language, [coverage, similarity, same-language] per retrieved chunk)."""
+def evidence(service, question: str) -> tuple[str, np.ndarray, bool]:
+    """(question language, [coverage, similarity, same-language] per retrieved chunk, whether the question names
+    something no chunk holds: rag/names.py, refused whatever the relevance)."""
     from rag.language import detect_language
 
     language = detect_language(question)
     hits = service.retriever.search(question, 5)
     rows = [(h.coverage, np.nan if h.similarity is None else h.similarity, float(h.lang == language)) for h in hits]
-    return language, np.array(rows or [(0.0, np.nan, 1.0)], dtype=np.float64)
+    named = bool(service.retriever.absent_names(question))
+    return language, np.array(rows or [(0.0, np.nan, 1.0)], dtype=np.float64), named
 
 
 def best(ev: np.ndarray, same: tuple[float, float], cross: tuple[float, float]) -> float:
@@ -62,10 +64,13 @@ def main() -> int:
         off = [evidence(store, q) for store in stores.values() for q in questions]  # asked in every collection
         halves[split] = (answerable, off)
 
-    def rates(split: str, g: tuple, language: str | None = None) -> tuple[float, float, int, int]:
+    def rates(split: str, g: tuple, language: str | None = None, names: bool = True) -> tuple[float, float, int, int]:
         same, cross, threshold = (g[0], g[0] + g[1]), (g[2], g[2] + g[3]), g[4]
-        yes = [best(e, same, cross) for lang, e in halves[split][0] if language in (None, lang)]
-        no = [best(e, same, cross) for lang, e in halves[split][1] if language in (None, lang)]
+
+        def values(rows: list) -> list[float]:
+            return [0.0 if names and n else best(e, same, cross) for lang, e, n in rows if language in (None, lang)]
+
+        yes, no = values(halves[split][0]), values(halves[split][1])
         answered = float(np.mean([v >= threshold for v in yes])) if yes else float("nan")
         refused = float(np.mean([v < threshold for v in no])) if no else float("nan")
         return answered, refused, len(yes), len(no)
@@ -82,15 +87,17 @@ def main() -> int:
     threshold = float(chosen[4])
     print(f"\nchosen on the tune half (answered >= {MIN_ANSWERED}): GROUNDING_RANGE same={same} cross={cross}, "
           f"RAG_MIN_RELEVANCE={threshold}")  # fmt: skip
-    print("| half | question language | answered (answerable) | refused (off-topic) |")
-    print("|---|---|---|---|")
+    print("| half | question language | answered (answerable) | refused (off-topic) | same, without the name check |")
+    print("|---|---|---|---|---|")
     table: dict[str, dict[str, list]] = {}
     for split in ("tune", "report"):
         table[split] = {}
         for language in (None, "en", "zh"):
             a, r, ny, nn = rates(split, chosen, language)
+            a0, r0, _, _ = rates(split, chosen, language, names=False)  # the same constants, side by side
             table[split][language or "all"] = [a, r, ny, nn]
-            print(f"| {split} | {language or 'all'} | {a:.3f} of {ny} | {r:.3f} of {nn} |")
+            table[split][f"{language or 'all'}, without the name check"] = [a0, r0, ny, nn]
+            print(f"| {split} | {language or 'all'} | {a:.3f} of {ny} | {r:.3f} of {nn} | {a0:.3f} / {r0:.3f} |")
     write_results(
         "calibrate_grounding",
         {"meta": meta, "embedder": service.embedder.name, "same_range": list(same), "cross_range": list(cross),

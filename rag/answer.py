@@ -30,6 +30,8 @@ SYSTEM_ZH = (
 )
 ABSTAIN_EN = "The documents do not contain an answer to this question."
 ABSTAIN_ZH = "文档中没有找到这个问题的答案。"
+ABSENT_NAME_EN = "The documents never mention {names}, so they do not contain an answer to this question."
+ABSENT_NAME_ZH = "文档中没有出现{names}，没有找到这个问题的答案。"
 NO_ROOM_EN = (
     "The conversation leaves no room for sources in the model's window (RAG_N_CTX); start a new conversation, "
     "or raise RAG_N_CTX."
@@ -164,6 +166,10 @@ class Answerer:
         chinese = is_chinese(question)
         if not hits or max(h.relevance for h in hits) < self.settings.min_relevance:
             abstain = ABSTAIN_ZH if chinese else ABSTAIN_EN
+            return AnswerStream(question, query, [], True, iter([abstain]), retrieved=hits)
+        if missing := self.retriever.absent_names(question):
+            names = "、".join(f"“{n}”" for n in missing) if chinese else ", ".join(f'"{n}"' for n in missing)
+            abstain = ABSENT_NAME_ZH.format(names=names) if chinese else ABSENT_NAME_EN.format(names=names)
             return AnswerStream(question, query, [], True, iter([abstain]), retrieved=hits)
         sources = self.passages(hits)
         quotes = self.quotes(question, sources)

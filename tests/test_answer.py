@@ -315,3 +315,39 @@ def test_quotes_rate_sentences_deep_in_the_fifth_source(monkeypatch, candidates)
 
     texts = [q.text for q in choose_quotes("徽章是什么颜色？", sources, similarity)]
     assert (answer in texts) is (candidates == 80)
+
+
+def test_latin_names_are_read_from_chinese_questions_only() -> None:
+    from rag.names import latin_names
+
+    assert latin_names("Python 的 GIL 是什么，为什么会限制多线程？") == ["Python", "GIL"]
+    assert latin_names("GPT-4o 是哪一天发布的？用 LoRA 微调呢？") == ["GPT-4o", "LoRA"]
+    assert latin_names("Stable Diffusion 生成一张 512×512 的图片需要多少显存？") == ["Stable", "Diffusion"]
+    assert latin_names("什么是 prompt engineering？") == []  # lower case: a term the documents may translate
+    assert latin_names("Why was Mercury called the Chen Star (辰星)?") == []  # an English question
+    assert latin_names("How many parameters does Pangu have?") == []
+
+
+def test_absent_names_need_every_word_of_the_name() -> None:
+    from rag.names import absent_names
+
+    idf = {"stable": 1.0, "llama": 2.0, "gpt": 1.5}
+
+    def known(tokens: list[str]) -> dict[str, float]:
+        return {t: idf[t] for t in tokens if t in idf}
+
+    assert absent_names("Stable Diffusion 需要多少显存？", known) == ["Diffusion"]
+    assert absent_names("GPT-4o 是哪一天发布的？", known) == ["GPT-4o"]  # "4o" is in no chunk
+    assert absent_names("Llama 2 的参数量是多少？", known) == []
+
+
+def test_a_chinese_question_naming_what_no_document_mentions_is_refused(answerer: Answerer, monkeypatch) -> None:
+    from rag.answer import ABSENT_NAME_ZH
+
+    question = "ChatGLM3 模型的参数量是多少？"
+    answer = answerer.ask(question)
+    assert (answer.abstained, answer.text) == (True, ABSENT_NAME_ZH.format(names="“ChatGLM3”"))
+    assert answer.quotes == [] and answerer.chat_model.calls == []  # type: ignore[attr-defined]
+    assert not answerer.ask("Llama 2 模型的参数量是多少？").abstained  # a name the documents hold
+    monkeypatch.setattr(answerer.retriever, "absent_names", lambda q: [])
+    assert not answerer.ask(question).abstained  # grounding alone lets it through
