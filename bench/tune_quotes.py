@@ -30,6 +30,7 @@ GRID = {
     "SKIP_QUESTIONS": (False, True),
     "FOLLOWS_WEIGHT": (0.0, 0.25, 0.5),
     "CANDIDATES": (40, 80),
+    "FOLLOW_ANNOUNCEMENTS": (False, True),
 }
 MAX_PASSES = 4
 # A change must gain at least this much mean quote hit on the tune half: about one question of a 7-question set

@@ -351,3 +351,21 @@ def test_a_chinese_question_naming_what_no_document_mentions_is_refused(answerer
     assert not answerer.ask("Llama 2 模型的参数量是多少？").abstained  # a name the documents hold
     monkeypatch.setattr(answerer.retriever, "absent_names", lambda q: [])
     assert not answerer.ask(question).abstained  # grounding alone lets it through
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_an_announcement_that_is_not_the_best_sentence_brings_what_it_announces(monkeypatch, follow) -> None:
+    import rag.quotes
+
+    monkeypatch.setattr(rag.quotes, "FOLLOW_ANNOUNCEMENTS", follow)
+    monkeypatch.setattr(rag.quotes, "SECOND_SENTENCE_SHARE", 0.6)
+    monkeypatch.setattr(rag.quotes, "FOLLOWS_WEIGHT", 0.0)
+    source = hit("The badge is teal. Badges come in two kinds:\nround ones;\nsquare ones.")
+    raw = {"The badge is teal.": 1.0, "Badges come in two kinds:": 0.9, "round ones;": 0.0, "square ones.": 0.0}
+
+    def similarity(question: str, sentences: list[str], clip: bool = True):
+        return np.array([raw[s] for s in sentences])
+
+    texts = [q.text for q in choose_quotes("徽章是什么颜色？", [source], similarity)]
+    assert texts[:2] == ["The badge is teal.", "Badges come in two kinds:"]
+    assert ("round ones;" in texts) is follow
