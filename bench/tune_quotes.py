@@ -69,21 +69,9 @@ def _idf(answerer, question: str) -> dict[str, float]:
     return _IDF[key]
 
 
-def quote_size(cases, raters) -> tuple[float, float]:
-    """Mean sentences and characters per quote over every question: more sentences hold a gold string more often,
-    and a quote that holds everything answers nothing."""
-    from rag import quotes
-
-    sizes = [
-        (len(picked), sum(len(q.text) for q in picked))
-        for items in cases.values()
-        for question, _gold, sources, store in items
-        for picked in [quotes.choose_quotes(question, sources, raters[id(store)], _idf(store.answerer, question))]
-    ]
-    return statistics.mean(n for n, _ in sizes), statistics.mean(c for _, c in sizes)
-
-
-def quote_hits(cases, raters) -> dict[str, float]:
+def quote_hits(cases, raters, sizes: list | None = None) -> dict[str, float]:
+    """Quote hit per set; ``sizes`` collects (sentences, characters) of every quote: more sentences hold a gold
+    string more often, and a quote that holds everything answers nothing."""
     from rag import quotes
     from rag.evaluate import contains_gold
 
@@ -94,6 +82,8 @@ def quote_hits(cases, raters) -> dict[str, float]:
             idf = _idf(store.answerer, question)
             picked = quotes.choose_quotes(question, sources, raters[id(store)], idf)
             hits.append(any(contains_gold(q.text, gold) for q in picked))
+            if sizes is not None:
+                sizes.append((len(picked), sum(len(q.text) for q in picked)))
         out[name] = statistics.mean(hits) if hits else float("nan")
     return out
 
@@ -168,7 +158,8 @@ def main() -> int:
             setattr(quotes, name, value)
         return statistics.mean(quote_hits(cases["tune"], raters).values())
 
-    start = {**defaults, **PREVIOUS} if args.start == "previous" else dict(defaults)
+    previous = {**defaults, **PREVIOUS}
+    start = previous if args.start == "previous" else dict(defaults)
     chosen = coordinate_ascent(tune_score, start) if args.scale == "full" else dict(defaults)
     for name, value in chosen.items():
         setattr(quotes, name, value)
@@ -182,7 +173,7 @@ def main() -> int:
     variants = {
         "chosen": (chosen, joined),
         "shipped": (defaults, joined),
-        "previous": ({**defaults, **PREVIOUS}, joined),
+        "previous": (previous, joined),
         f"chosen, JOIN_CONTINUATIONS={not joined}": (chosen, not joined),
     }
     results = {"meta": meta, "chosen": chosen, "shipped": defaults, "previous": PREVIOUS, "halves": {}}
@@ -192,7 +183,9 @@ def main() -> int:
             for name, value in values.items():
                 setattr(quotes, name, value)
             chunking.JOIN_CONTINUATIONS = join
-            hits[label], sizes[label] = quote_hits(cases[split], raters), quote_size(cases[split], raters)
+            quoted: list[tuple[int, int]] = []
+            hits[label] = quote_hits(cases[split], raters, quoted)
+            sizes[label] = (statistics.mean(n for n, _ in quoted), statistics.mean(c for _, c in quoted))
         for name, value in chosen.items():
             setattr(quotes, name, value)
         chunking.JOIN_CONTINUATIONS = joined

@@ -164,12 +164,15 @@ class Answerer:
         query = standalone_query(question, history)
         hits = self.retriever.search(query, top_k or self.settings.top_k, judge=question)
         chinese = is_chinese(question)
+        abstain = None
         if not hits or max(h.relevance for h in hits) < self.settings.min_relevance:
             abstain = ABSTAIN_ZH if chinese else ABSTAIN_EN
-            return AnswerStream(question, query, [], True, iter([abstain]), retrieved=hits)
-        if missing := self.retriever.absent_names(question):
-            names = "、".join(f"“{n}”" for n in missing) if chinese else ", ".join(f'"{n}"' for n in missing)
-            abstain = ABSENT_NAME_ZH.format(names=names) if chinese else ABSENT_NAME_EN.format(names=names)
+        elif missing := self.retriever.absent_names(question):  # a name no document mentions (rag/names.py)
+            if chinese:
+                abstain = ABSENT_NAME_ZH.format(names="、".join(f"“{n}”" for n in missing))
+            else:
+                abstain = ABSENT_NAME_EN.format(names=", ".join(f'"{n}"' for n in missing))
+        if abstain:
             return AnswerStream(question, query, [], True, iter([abstain]), retrieved=hits)
         sources = self.passages(hits)
         quotes = self.quotes(question, sources)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from rag import names
 from rag.centering import LanguageMeans, estimate_means, language_counts, reference_means
 from rag.config import Settings
 from rag.embedders import Embedder
@@ -32,7 +33,6 @@ from rag.errors import EmptyIndex, RagError, StoreError
 from rag.keyword_index import KeywordIndex
 from rag.keyword_sync import sync_keyword_index
 from rag.language import detect_language
-from rag.names import absent_names
 from rag.store import Chunk, DocRecord, Store
 from rag.tokenize import keyword_tokens
 
@@ -354,7 +354,7 @@ class Retriever:
 
     def absent_names(self, question: str) -> list[str]:
         """The Latin-script names of a Chinese question that no chunk holds (rag/names.py): grounding refuses it."""
-        return absent_names(question, self.keyword_index.idf)
+        return names.absent_names(question, self.keyword_index.idf)
 
     def sentence_similarity(self, question: str, sentences: list[str], *, clip: bool = True) -> np.ndarray:
         """How close each sentence is to the question, 0..1, on the fusion's scales: plain cosine for a sentence in
