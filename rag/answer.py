@@ -167,7 +167,7 @@ class Answerer:
         abstain = None
         if not hits or max(h.relevance for h in hits) < self.settings.min_relevance:
             abstain = ABSTAIN_ZH if chinese else ABSTAIN_EN
-        elif missing := self.retriever.absent_names(question):  # a name no document mentions (rag/names.py)
+        elif self.settings.refuse_unknown_names and (missing := self.retriever.absent_names(question)):
             if chinese:
                 abstain = ABSENT_NAME_ZH.format(names="、".join(f"“{n}”" for n in missing))
             else:

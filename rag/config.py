@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     filter_sources: bool = Field(
         False, description="Send only sources over RAG_MIN_RELEVANCE instead of the top-k once grounding passed."
     )
+    refuse_unknown_names: bool = Field(
+        True,
+        description="Refuse a Chinese question naming, in Latin script, something no document mentions (rag/names.py).",
+    )
     model_dirs: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Extra folders searched for GGUF models (python -m rag models, sidebar)."
     )
