@@ -7,9 +7,10 @@ others). Candidates are retrieved once per question (Retriever.candidates) and f
 every grid point with the retriever's own Fusion.scores. Objective: mean hit@5 over the question sets (each set
 counts once), then mean MRR. Reference rows: keyword only, dense only, and today's defaults.
 
-Then, per question language (zh, en), the dense weight and the cross-language keyword weight are chosen again for
-that language's questions alone (the ranges and the other language's weights held at the first choice): "chosen per
-question language" is reported beside "chosen", on both halves.
+Then, per question language (zh, en), the dense weight, the cross-language keyword weight and the weight of the
+question's dictionary translation (RAG_TRANSLATED_WEIGHT, rag/dictionary.py) are chosen again for that language's
+questions alone (the ranges and the other language's weights held at the first choice): "chosen per question
+language" is reported beside "chosen", on both halves, and beside the same choice made without translation.
 
 Usage: .venv/bin/python bench/tune_retrieval.py [--scale small|full] [--embed-model SETTING] [--chunk-size N]
 """
@@ -33,6 +34,7 @@ CROSS_WIDTHS = (0.1, 0.2, 0.3)
 TOP_K = 5
 DENSE_BY_LANGUAGE = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 CROSS_BY_LANGUAGE = (0.0, 0.3, 0.5, 1.0)
+TRANSLATED_BY_LANGUAGE = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 QUESTION_LANGUAGES = ("zh", "en")
 
 
@@ -42,13 +44,13 @@ class ByQuestionLanguage:
     def __init__(self, default, per_language: dict) -> None:
         self.default, self.per_language = default, per_language
 
-    def scores(self, question_language, dense, keyword, languages):
+    def scores(self, question_language, dense, keyword, languages, translated=None):
         fusion = self.per_language.get(question_language, self.default)
-        return fusion.scores(question_language, dense, keyword, languages)
+        return fusion.scores(question_language, dense, keyword, languages, translated)
 
 
 def replay(fusion, found, gold_ranks_of) -> int | None:
-    scores = fusion.scores(found.language, found.dense, found.keyword, found.languages)
+    scores = fusion.scores(found.language, found.dense, found.keyword, found.languages, found.translated)
     ranked = found.ranked(scores)[:TOP_K]
     return gold_ranks_of(ranked)
 
@@ -85,7 +87,7 @@ def main() -> int:
         for label, store, items in dev_cases(stores, split):
             rows = []
             for item in items:
-                found = store.retriever.candidates(item["question"], TOP_K)
+                found = store.retriever.candidates(item["question"], TOP_K, translate=True)
                 gold = {cid for cid, chunk in found.rows.items() if contains_gold(chunk.text, item["answers"])}
 
                 def rank_of(ranked, gold=gold):
@@ -119,25 +121,32 @@ def main() -> int:
         f"{chosen.keyword_weight_cross} same_range={chosen.same_range} cross_range={chosen.cross_range}"
     )
 
-    per_language: dict = {}
-    for language in QUESTION_LANGUAGES:
-        options = [dataclasses.replace(chosen, dense_weight=d, keyword_weight_cross=c)
-                   for d, c in itertools.product(DENSE_BY_LANGUAGE, CROSS_BY_LANGUAGE)]  # fmt: skip
+    def choose_per_language(translations: tuple[float, ...]) -> dict:
+        per_language: dict = {}
+        for language in QUESTION_LANGUAGES:
+            options = [dataclasses.replace(chosen, dense_weight=d, keyword_weight_cross=c, translated_weight=t)
+                       for d, c, t in itertools.product(DENSE_BY_LANGUAGE, CROSS_BY_LANGUAGE, translations)]  # fmt: skip
 
-        def key(f, language=language):
-            table = evaluate(ByQuestionLanguage(chosen, {**per_language, language: f}), "tune")
-            moved = abs(f.dense_weight - chosen.dense_weight)
-            moved += abs(f.keyword_weight_cross - chosen.keyword_weight_cross)
-            return objective(table), -moved
+            def key(f, language=language):
+                table = evaluate(ByQuestionLanguage(chosen, {**per_language, language: f}), "tune")
+                moved = abs(f.dense_weight - chosen.dense_weight)
+                moved += abs(f.keyword_weight_cross - chosen.keyword_weight_cross) + f.translated_weight
+                return objective(table), -moved
 
-        per_language[language] = max(options, key=key)
-        f = per_language[language]
-        print(f"chosen for {language} questions on the tune half: dense_weight={f.dense_weight} "
-              f"keyword_weight_cross={f.keyword_weight_cross}")  # fmt: skip
+            per_language[language] = max(options, key=key)
+            f = per_language[language]
+            print(f"chosen for {language} questions on the tune half (translations {translations}): "
+                  f"dense_weight={f.dense_weight} keyword_weight_cross={f.keyword_weight_cross} "
+                  f"translated_weight={f.translated_weight}")  # fmt: skip
+        return per_language
+
+    per_language = choose_per_language(TRANSLATED_BY_LANGUAGE)
+    untranslated = choose_per_language((0.0,))
 
     configs = {
         "chosen": chosen,
         "chosen per question language": ByQuestionLanguage(chosen, per_language),
+        "the same without translation": ByQuestionLanguage(chosen, untranslated),
         "keyword only": Fusion(0.0, 1.0, chosen.keyword_weight_cross, chosen.same_range, chosen.cross_range),
         "dense only": Fusion(1.0, 0.0, 0.0, chosen.same_range, chosen.cross_range),
     }
@@ -145,7 +154,8 @@ def main() -> int:
                "chosen": {"dense_weight": chosen.dense_weight, "keyword_weight_cross": chosen.keyword_weight_cross,
                           "same_range": list(chosen.same_range), "cross_range": list(chosen.cross_range),
                           "per_question_language": {lang: {"dense_weight": f.dense_weight,
-                                                            "keyword_weight_cross": f.keyword_weight_cross}
+                                                            "keyword_weight_cross": f.keyword_weight_cross,
+                                                            "translated_weight": f.translated_weight}
                                                      for lang, f in per_language.items()}}}  # fmt: skip
     for split in ("tune", "report"):
         results["halves"][split] = {label: evaluate(fusion, split) for label, fusion in configs.items()}

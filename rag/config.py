@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         le=10.0,
         description="Fusion weight of BM25 for chunks in another language; default: tuned per question language.",
     )
+    translated_weight: float | None = Field(
+        None,
+        ge=0.0,
+        le=10.0,
+        description="Fusion weight of BM25 on the question's dictionary translation, for chunks in another language "
+        "(rag/dictionary.py); 0 turns translation off; default: tuned per question language.",
+    )
     min_relevance: float = Field(
         0.5, ge=0.0, le=1.0, description="Below this, answer 'not in the documents' (bench/calibrate_grounding.py)."
     )

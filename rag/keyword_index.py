@@ -99,6 +99,12 @@ def split_tokens(tokens: Iterable[str]) -> list[str]:
     return " ".join(tokens).split()
 
 
+def _query_weights(tokens: list[str] | Mapping[str, float]) -> Mapping[str, float]:
+    if isinstance(tokens, Mapping):
+        return {t: float(w) for t, w in tokens.items() if w > 0 and t and not t.isspace() and " " not in t}
+    return Counter(split_tokens(tokens))
+
+
 def _chunks_of(items: list, size: int = SQL_BATCH) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -394,13 +400,14 @@ class KeywordIndex:
         return out
 
     # ------------------------------------------------------------------ search
-    def idf(self, tokens: list[str]) -> dict[str, float]:
+    def idf(self, tokens: list[str] | Mapping[str, float]) -> dict[str, float]:
         """BM25's idf of each distinct token that some chunk holds, repeated tokens counted again (as in
         ``search``). The sum bounds a chunk's own BM25 score (the inherited share can add NEIGHBOUR_SHARE of a
         neighbour's), so search scores divided by it read as 0..1 keyword relevance. Tokens no chunk holds are left
         out: they cannot tell chunks apart, and a question's own wording ("say", "describe") would otherwise weigh
-        most. Costs index lookups only, no postings are read."""
-        weights = Counter(split_tokens(tokens))
+        most. Costs index lookups only, no postings are read. ``tokens`` may map tokens to weights (a translated
+        question's: rag/dictionary.py)."""
+        weights = _query_weights(tokens)
         if not weights:
             return {}
         with self._read() as conn:
@@ -418,9 +425,10 @@ class KeywordIndex:
         n_chunks = self.n_chunks()
         return float(np.log(1 + (n_chunks + 0.5) / 0.5))
 
-    def search(self, tokens: list[str], limit: int) -> list[tuple[str, float]]:
-        """(chunk_id, score) best first, score > 0: BM25 plus NEIGHBOUR_SHARE of the previous chunk's BM25."""
-        weights = Counter(split_tokens(tokens))
+    def search(self, tokens: list[str] | Mapping[str, float], limit: int) -> list[tuple[str, float]]:
+        """(chunk_id, score) best first, score > 0: BM25 plus NEIGHBOUR_SHARE of the previous chunk's BM25.
+        ``tokens`` may map tokens to query weights instead of listing them (a repeated token counts again)."""
+        weights = _query_weights(tokens)
         if not weights or limit <= 0:
             return []
         with self._read() as conn:
@@ -519,7 +527,7 @@ def _posting_blobs(new_rows: list[tuple[int, list[str]]]) -> list[tuple[int, str
 
 
 def _bm25(
-    postings: dict[str, _Postings], weights: Counter[str], n_chunks: int, avg_tokens: float, size: int
+    postings: dict[str, _Postings], weights: Mapping[str, float], n_chunks: int, avg_tokens: float, size: int
 ) -> np.ndarray:
     """Scores of every row (dense, indexed by row): bm25s's "lucene" BM25, a repeated query term counting again.
 

@@ -139,21 +139,23 @@ def test_weights_depend_on_the_languages(tmp_path: Path) -> None:
 
 def test_fusion_weights_follow_the_question_language_unless_set(tmp_path: Path, monkeypatch) -> None:
     """The packaged e5 has weights tuned per question language; a value the user sets applies to every language."""
-    tuned = FUSION_BY_QUESTION_LANGUAGE["multilingual-e5-small"]["en"]
+    tuned = FUSION_BY_QUESTION_LANGUAGE["multilingual-e5-small"]
     monkeypatch.setattr(FakeEmbedder, "name", "multilingual-e5-small")
     retriever = make_retriever(make_settings(tmp_path))
-    english, chinese = retriever.fusion("en"), retriever.fusion("zh")
-    assert (
-        english.dense_weight == tuned["dense_weight"] and english.keyword_weight_cross == tuned["keyword_weight_cross"]
-    )
-    assert (chinese.dense_weight, chinese.keyword_weight_cross) == (DENSE_WEIGHT, KEYWORD_WEIGHT_CROSS)
-    assert english.dense_weight != chinese.dense_weight
-    user = make_retriever(make_settings(tmp_path, dense_weight=1.0, keyword_weight_cross=0.4))
+    english, chinese, japanese = retriever.fusion("en"), retriever.fusion("zh"), retriever.fusion("ja")
+    for fusion, language in ((english, "en"), (chinese, "zh")):
+        values = (fusion.dense_weight, fusion.keyword_weight_cross, fusion.translated_weight)
+        assert values == tuple(tuned[language][k] for k in ("dense_weight", "keyword_weight_cross", "translated_weight"))
+    assert (japanese.dense_weight, japanese.keyword_weight_cross) == (DENSE_WEIGHT, KEYWORD_WEIGHT_CROSS)
+    assert english.keyword_weight_cross != chinese.keyword_weight_cross
+    user = make_retriever(make_settings(tmp_path, dense_weight=1.0, keyword_weight_cross=0.4, translated_weight=0.0))
     for language in ("en", "zh"):
-        assert (user.fusion(language).dense_weight, user.fusion(language).keyword_weight_cross) == (1.0, 0.4)
+        fusion = user.fusion(language)
+        assert (fusion.dense_weight, fusion.keyword_weight_cross, fusion.translated_weight) == (1.0, 0.4, 0.0)
     # an English question's keyword match in a Chinese chunk counts for nothing; a Chinese question's in English does
     assert english.scores("en", {}, {"zh1": 0.9}, {"zh1": "zh"})["zh1"] == 0.0
-    assert chinese.scores("zh", {}, {"en1": 0.9}, {"en1": "en"})["en1"] == pytest.approx(0.9 * KEYWORD_WEIGHT_CROSS)
+    cross = tuned["zh"]["keyword_weight_cross"]
+    assert chinese.scores("zh", {}, {"en1": 0.9}, {"en1": "en"})["en1"] == pytest.approx(0.9 * cross)
 
 
 def test_cross_language_keyword_matches_count_for_less(retriever: Retriever) -> None:

