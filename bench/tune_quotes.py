@@ -31,14 +31,14 @@ GRID = {
     "FOLLOWS_WEIGHT": (0.0, 0.25, 0.5),
     "CANDIDATES": (40, 80),
     "FOLLOW_ANNOUNCEMENTS": (False, True),
+    "TRANSLATED_OVERLAP": (False, True),
 }
 MAX_PASSES = 4
 # A change must gain at least this much mean quote hit on the tune half: about one question of a 7-question set
 # (sets are averaged), so that a move is never made on a single question of a large set.
 MIN_GAIN = 0.01
 # The values of the release before the last tuning, reported beside the chosen ones.
-PREVIOUS = {"SIMILARITY_WEIGHT": 1.0, "OVERLAP_WEIGHT": 1.0, "SECOND_SENTENCE_SHARE": 0.8, "FOLLOWS_WEIGHT": 0.0,
-            "CANDIDATES": 40}  # fmt: skip
+PREVIOUS = {"TRANSLATED_OVERLAP": False}
 
 
 class CachingRater:
@@ -57,15 +57,17 @@ class CachingRater:
         return np.clip(values, 0.0, 1.0) if clip else values
 
 
-_IDF: dict[tuple[int, str], dict[str, float]] = {}
+_IDF: dict[tuple[int, str], tuple[dict[str, float], dict[str, float]]] = {}
 
 
-def _idf(answerer, question: str) -> dict[str, float]:
+def _idf(answerer, question: str) -> tuple[dict[str, float], dict[str, float]]:
+    """(idf of the question's tokens, weighted idf of its translation's), cached."""
     from rag.tokenize import keyword_tokens
 
     key = (id(answerer), question)
     if key not in _IDF:
-        _IDF[key] = answerer.retriever.keyword_index.idf(keyword_tokens(question))
+        retriever = answerer.retriever
+        _IDF[key] = retriever.keyword_index.idf(keyword_tokens(question)), retriever.translated_idf(question)
     return _IDF[key]
 
 
@@ -79,8 +81,8 @@ def quote_hits(cases, raters, sizes: list | None = None) -> dict[str, float]:
     for name, items in cases.items():
         hits = []
         for question, gold, sources, store in items:
-            idf = _idf(store.answerer, question)
-            picked = quotes.choose_quotes(question, sources, raters[id(store)], idf)
+            idf, translated = _idf(store.answerer, question)
+            picked = quotes.choose_quotes(question, sources, raters[id(store)], idf, translated)
             hits.append(any(contains_gold(q.text, gold) for q in picked))
             if sizes is not None:
                 sizes.append((len(picked), sum(len(q.text) for q in picked)))

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ingest.chunking import split_sentences, unwrap_lines
+from rag.language import detect_language
 from rag.retrieve import Hit, term_coverage
 from rag.tokenize import keyword_tokens
 
@@ -59,6 +60,9 @@ FOLLOWS_WEIGHT = 0.5
 # not the best one too (the best one always brings them); one with nothing after it in its chunk is left out. Off:
 # no gain on the tune half (bench/tune_quotes.py offers both).
 FOLLOW_ANNOUNCEMENTS = False
+# A sentence in another language than the question's shares no words with it: its overlap is also read on the
+# question's dictionary translation (rag/dictionary.py), and the larger of the two counts.
+TRANSLATED_OVERLAP = True
 _ASKS = re.compile(r"[?？]\s*$")
 _ANNOUNCES = re.compile(r"[:：]\s*$")
 _WANTS_NUMBER = re.compile(
@@ -109,16 +113,26 @@ def choose_quotes(
     hits: list[Hit],
     similarity: Callable[[str, list[str]], np.ndarray] | None = None,
     idf: Mapping[str, float] | None = None,
+    translated: Mapping[str, float] | None = None,
 ) -> list[Quote]:
     """At most MAX_SENTENCES sentences (MAX_CHARS in all) that best answer ``question``. ``similarity`` rates
     sentences against the question on 0..1 (the retriever's, centred across languages); ``idf`` weighs the question's
-    words by rarity (the keyword index's), plain coverage without it."""
+    words by rarity (the keyword index's), plain coverage without it; ``translated`` maps the tokens of the question's
+    translation to their weighted idf (Retriever.translated_idf)."""
     sentences = sentences_of(hits)
     if not sentences:
         return []
     tokens = keyword_tokens(question)
     wants_number = bool(_WANTS_NUMBER.search(question))
-    overlap = [term_coverage(tokens, keyword_tokens(s.text), dict(idf) if idf else None) for s in sentences]
+    sentence_tokens = [keyword_tokens(s.text) for s in sentences]
+    overlap = [term_coverage(tokens, own, dict(idf) if idf else None) for own in sentence_tokens]
+    if TRANSLATED_OVERLAP and translated:
+        language = detect_language(question)
+        total = sum(translated.values())
+        for i, sentence in enumerate(sentences):
+            if total > 0 and detect_language(sentence.text) != language:
+                held = set(sentence_tokens[i])
+                overlap[i] = max(overlap[i], sum(w for t, w in translated.items() if t in held) / total)
     prior = [
         RANK_WEIGHT / (1 + s.hit_rank) + (NUMBER_WEIGHT if wants_number and _DIGIT.search(s.text) else 0.0)
         for s in sentences

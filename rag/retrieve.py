@@ -387,6 +387,15 @@ class Retriever:
             out[cid] = (max(coverage, self.grounding(sim, _lang(rows[cid]) == language)), coverage, sim)
         return out
 
+    def translated_idf(self, question: str) -> dict[str, float]:
+        """The tokens of the question's dictionary translation with their weighted idf (empty when translation is
+        off for its language): what the quote picker reads a sentence in the other language against."""
+        language = detect_language(question)
+        if self.fusion(language).translated_weight <= 0:
+            return {}
+        weights = dictionary.translated_weights(question, language, self.keyword_index.idf)
+        return self.keyword_index.idf(weights) if weights else {}
+
     def absent_names(self, question: str) -> list[str]:
         """The Latin-script names of a Chinese question that no chunk holds (rag/names.py): grounding refuses it."""
         return names.absent_names(question, self.keyword_index.idf)

@@ -369,3 +369,20 @@ def test_an_announcement_that_is_not_the_best_sentence_brings_what_it_announces(
     texts = [q.text for q in choose_quotes("徽章是什么颜色？", [source], similarity)]
     assert texts[:2] == ["The badge is teal.", "Badges come in two kinds:"]
     assert ("round ones;" in texts) is follow
+
+
+@pytest.mark.parametrize("translated_overlap", [False, True])
+def test_a_sentence_in_the_other_language_is_read_against_the_translated_question(
+    monkeypatch, translated_overlap
+) -> None:
+    """An English question shares no word with a Chinese sentence; its dictionary translation (默认, 检索) does.
+    Without similarity to tell them apart, the sentence that holds the translated words is quoted first."""
+    import rag.quotes
+
+    monkeypatch.setattr(rag.quotes, "TRANSLATED_OVERLAP", translated_overlap)
+    monkeypatch.setattr(rag.quotes, "SECOND_SENTENCE_SHARE", 1.01)  # the best sentence alone
+    answer = "默认的检索数量是五个片段。"
+    sources = [hit(f"这个应用在本机运行。界面支持中文和英文。{answer}")]
+    translated = {"默认": 4.0, "检索": 3.0, "数量": 1.0}
+    quotes = choose_quotes("What is the default retrieval number?", sources, None, {}, translated)
+    assert (quotes[0].text == answer) is translated_overlap
