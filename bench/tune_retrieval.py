@@ -124,8 +124,9 @@ def main() -> int:
     def choose_per_language(translations: tuple[float, ...]) -> dict:
         per_language: dict = {}
         for language in QUESTION_LANGUAGES:
+            grid = itertools.product(DENSE_BY_LANGUAGE, CROSS_BY_LANGUAGE, translations)
             options = [dataclasses.replace(chosen, dense_weight=d, keyword_weight_cross=c, translated_weight=t)
-                       for d, c, t in itertools.product(DENSE_BY_LANGUAGE, CROSS_BY_LANGUAGE, translations)]  # fmt: skip
+                       for d, c, t in grid]  # fmt: skip
 
             def key(f, language=language):
                 table = evaluate(ByQuestionLanguage(chosen, {**per_language, language: f}), "tune")

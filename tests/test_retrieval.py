@@ -145,7 +145,8 @@ def test_fusion_weights_follow_the_question_language_unless_set(tmp_path: Path, 
     english, chinese, japanese = retriever.fusion("en"), retriever.fusion("zh"), retriever.fusion("ja")
     for fusion, language in ((english, "en"), (chinese, "zh")):
         values = (fusion.dense_weight, fusion.keyword_weight_cross, fusion.translated_weight)
-        assert values == tuple(tuned[language][k] for k in ("dense_weight", "keyword_weight_cross", "translated_weight"))
+        names = ("dense_weight", "keyword_weight_cross", "translated_weight")
+        assert values == tuple(tuned[language][k] for k in names)
     assert (japanese.dense_weight, japanese.keyword_weight_cross) == (DENSE_WEIGHT, KEYWORD_WEIGHT_CROSS)
     assert english.keyword_weight_cross != chinese.keyword_weight_cross
     user = make_retriever(make_settings(tmp_path, dense_weight=1.0, keyword_weight_cross=0.4, translated_weight=0.0))
