@@ -6,8 +6,10 @@ plain cosine for a chunk in the question's language, the centred one for a chunk
 Questions are asked in a bilingual collection and in the collection of their documents' language alone (off-topic
 ones in all three). The ranges and the threshold are chosen together on the tune half: the most off-topic refusals
 while at least MIN_ANSWERED of the answerable questions (every language pair) are answered. The report half shows
-what they give, by question language. Each question is searched once; the grid replays the retriever's evidence
-(coverage, similarity).
+what they give, by question language. Each question is searched once per variant; the grid replays the retriever's
+evidence (coverage, similarity). Two variants, each calibrated on the tune half and shown side by side: with and
+without reading a chunk in the other language against the question's dictionary translation (TRANSLATED_COVERAGE in
+rag/retrieve.py: the share of the question's words the chunk holds in translation counts as coverage).
 
 Usage: .venv/bin/python bench/calibrate_grounding.py [--scale small|full] [--embed-model SETTING] [--chunk-size N]
 """
@@ -50,19 +52,8 @@ def best(ev: np.ndarray, same: tuple[float, float], cross: tuple[float, float]) 
     return float(np.max(np.maximum(coverage, dense)))
 
 
-def main() -> int:
-    args = parse_scale(__doc__.splitlines()[0], extra=add_dev_store_options)
-    meta = header("calibrate_grounding", args)
-    stores = build_dev_stores(args)
-    service = stores["mixed"]
-    cached_queries(service.embedder)
-    extra_off = json.loads((ROOT / "bench" / "datasets" / "unanswerable.json").read_text(encoding="utf-8"))
-    halves = {}
-    for split, parity in (("tune", 0), ("report", 1)):
-        answerable = [evidence(store, i["question"]) for _, store, items in dev_cases(stores, split) for i in items]
-        questions = [i["question"] for i in offtopic(split)] + extra_off[parity::2]
-        off = [evidence(store, q) for store in stores.values() for q in questions]  # asked in every collection
-        halves[split] = (answerable, off)
+def calibrate(halves: dict[str, tuple[list, list]], scale: str) -> tuple[tuple, tuple, float, dict]:
+    """Choose the ranges and the threshold on the tune half; print and return both halves' rates by language."""
 
     def rates(split: str, g: tuple, language: str | None = None, names: bool = True) -> tuple[float, float, int, int]:
         same, cross, threshold = (g[0], g[0] + g[1]), (g[2], g[2] + g[3]), g[4]
@@ -77,7 +68,7 @@ def main() -> int:
 
     default = (0.80, 0.10, 0.05, 0.20, 0.525)
     grid = list(itertools.product(SAME_LOWS, SAME_WIDTHS, CROSS_LOWS, CROSS_WIDTHS, THRESHOLDS))
-    if args.scale != "full":
+    if scale != "full":
         grid = [*grid[:: max(1, len(grid) // 300)], default]
     scored = {g: rates("tune", g)[:2] for g in grid}
     feasible = [g for g in grid if scored[g][0] >= MIN_ANSWERED] or grid
@@ -85,7 +76,7 @@ def main() -> int:
     same = (float(chosen[0]), round(float(chosen[0] + chosen[1]), 3))
     cross = (float(chosen[2]), round(float(chosen[2] + chosen[3]), 3))
     threshold = float(chosen[4])
-    print(f"\nchosen on the tune half (answered >= {MIN_ANSWERED}): GROUNDING_RANGE same={same} cross={cross}, "
+    print(f"chosen on the tune half (answered >= {MIN_ANSWERED}): GROUNDING_RANGE same={same} cross={cross}, "
           f"RAG_MIN_RELEVANCE={threshold}")  # fmt: skip
     print("| half | question language | answered (answerable) | refused (off-topic) | same, without the name check |")
     print("|---|---|---|---|---|")
@@ -98,6 +89,41 @@ def main() -> int:
             table[split][language or "all"] = [a, r, ny, nn]
             table[split][f"{language or 'all'}, without the name check"] = [a0, r0, ny, nn]
             print(f"| {split} | {language or 'all'} | {a:.3f} of {ny} | {r:.3f} of {nn} | {a0:.3f} / {r0:.3f} |")
+    return same, cross, threshold, table
+
+
+def main() -> int:
+    args = parse_scale(__doc__.splitlines()[0], extra=add_dev_store_options)
+    meta = header("calibrate_grounding", args)
+    stores = build_dev_stores(args)
+    service = stores["mixed"]
+    cached_queries(service.embedder)
+    extra_off = json.loads((ROOT / "bench" / "datasets" / "unanswerable.json").read_text(encoding="utf-8"))
+    import rag.retrieve
+
+    def ask_all() -> dict[str, tuple[list, list]]:
+        halves = {}
+        for split, parity in (("tune", 0), ("report", 1)):
+            answerable = [evidence(store, i["question"]) for _, store, items in dev_cases(stores, split) for i in items]
+            questions = [i["question"] for i in offtopic(split)] + extra_off[parity::2]
+            off = [evidence(store, q) for store in stores.values() for q in questions]  # asked in every collection
+            halves[split] = (answerable, off)
+        return halves
+
+    # Grounding with and without reading chunks in the other language against the question's dictionary translation
+    # (rag/retrieve.py, TRANSLATED_COVERAGE), each calibrated on the tune half, side by side.
+    shipped = rag.retrieve.TRANSLATED_COVERAGE
+    variants = {}
+    for translated in (shipped, not shipped):
+        rag.retrieve.TRANSLATED_COVERAGE = translated
+        variants[translated] = ask_all()
+    rag.retrieve.TRANSLATED_COVERAGE = shipped
+    results = {}
+    for translated, halves in variants.items():
+        print(f"\n## TRANSLATED_COVERAGE={translated}" + (" (shipped)" if translated == shipped else ""))
+        results[translated] = calibrate(halves, args.scale)
+    same, cross, threshold, table = results[shipped]
+    table["without TRANSLATED_COVERAGE" if shipped else "with TRANSLATED_COVERAGE"] = results[not shipped][3]
     write_results(
         "calibrate_grounding",
         {"meta": meta, "embedder": service.embedder.name, "same_range": list(same), "cross_range": list(cross),

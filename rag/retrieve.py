@@ -44,6 +44,9 @@ MEANS_DRIFT = 0.05  # language means are sampled again when a language's chunk c
 DENSE_WEIGHT = 1.5
 KEYWORD_WEIGHT_CROSS = 0.5
 TRANSLATED_WEIGHT = 0.0  # for embedders whose weights were not tuned with translation
+# Grounding reads a chunk in the other language also against the question's translation: the share of the question's
+# words it holds in translation (rag/dictionary.py, Translation.coverage) counts when larger than the plain share.
+TRANSLATED_COVERAGE = True
 # Chosen again for each question language's questions (bench/tune_retrieval.py, second stage), with the weight of
 # BM25 on the question's dictionary translation (rag/dictionary.py) for chunks in the other language. With
 # translation both languages lean less on vectors; English questions still ignore their own words' matches in Chinese
@@ -64,7 +67,7 @@ DENSE_RELEVANCE_RANGE = {"multilingual-e5-small": {"same": (0.8, 0.9), "cross": 
 # The same two similarities as evidence that a chunk answers the question at all (grounding), on their own scale:
 # ranking only needs the order of a question's candidates, grounding compares questions with each other.
 # Chosen with bench/calibrate_grounding.py on the tune half, together with RAG_MIN_RELEVANCE.
-GROUNDING_RANGE = {"multilingual-e5-small": {"same": (0.79, 0.89), "cross": (0.1, 0.15)}}
+GROUNDING_RANGE = {"multilingual-e5-small": {"same": (0.82, 0.92), "cross": (0.25, 0.45)}}
 
 
 def empty_index(collection: str) -> EmptyIndex:
@@ -190,6 +193,7 @@ class Retriever:
         self._lock = threading.Lock()
         self._records: dict[str, DocRecord] = {}
         self._languages: dict[str, int] = {}  # chunks per language
+        self._dictionary_warming = False
         self._means = LanguageMeans()
         self._version: str | None = None
         self._checked_at = 0.0
@@ -213,6 +217,7 @@ class Retriever:
                 sync_keyword_index(self.store, self.keyword_index, records)
                 self._records, self._version = records, version
                 self._languages = language_counts(records.values())
+                self._warm_dictionary()
                 if self.store.try_refresh() or not self._means.collection:
                     self._means = self._estimate_means(records)
                 # else: the writer still holds the store; the means of the collection before its commit stay close
@@ -221,6 +226,15 @@ class Retriever:
                 if self.store.try_refresh() and stale:  # the writer that was busy at the last change is done
                     self._means = self._estimate_means(self._records)
             self._checked_at = time.monotonic()
+
+    def _warm_dictionary(self) -> None:
+        """Read the translation dictionary in the background once the collection holds Chinese (the first
+        cross-language question would otherwise wait a second or more for it); an English-only collection reads it
+        when a Chinese question first comes."""
+        translating = max(self.fusion(q).translated_weight for q in ("zh", "en")) > 0
+        if self._languages.get("zh", 0) > 0 and translating and not self._dictionary_warming:
+            self._dictionary_warming = True
+            threading.Thread(target=dictionary.warm, name="dictionary", daemon=True).start()
 
     def _estimate_means(self, records: dict[str, DocRecord]) -> LanguageMeans:
         if not self.embedder.multilingual:
@@ -310,7 +324,7 @@ class Retriever:
         translated: list[tuple[str, float]] = []
         translated_norm = 1.0
         if translate and any(n > 0 for lang, n in self._languages.items() if lang != language):
-            weights = dictionary.translated_weights(query, language, self.keyword_index.idf)
+            weights = dictionary.translate(query, language, self.keyword_index.idf).weights()
             translated = self.keyword_index.search(weights, n_candidates) if weights else []
             translated_norm = max(sum(self.keyword_index.idf(weights).values()), 1e-9) if weights else 1.0
         rows: dict[str, Chunk] = {cid: chunk for cid, (chunk, _) in dense.items()}
@@ -380,12 +394,28 @@ class Retriever:
                     similarity[cid] = float(means.centred_similarity(centred, chunk_vector[None, :], chunk_language)[0])
                 else:
                     similarity[cid] = float(chunk_vector @ vector)
+        translation, translation_idf = dictionary.Translation([], []), {}
+        if TRANSLATED_COVERAGE and any(_lang(rows[cid]) != language for cid in ids):
+            translation, translation_idf = self.translation(question, language)
         out = {}
         for cid in ids:
-            coverage = term_coverage(tokens, chunk_tokens.get(cid) or keyword_tokens(rows[cid].text), idf)
+            held = chunk_tokens.get(cid) or keyword_tokens(rows[cid].text)
+            coverage = term_coverage(tokens, held, idf)
+            same = _lang(rows[cid]) == language
+            if translation.groups and not same:
+                coverage = max(coverage, translation.coverage(set(held), translation_idf, absent))
             sim = similarity.get(cid)
-            out[cid] = (max(coverage, self.grounding(sim, _lang(rows[cid]) == language)), coverage, sim)
+            out[cid] = (max(coverage, self.grounding(sim, same)), coverage, sim)
         return out
+
+    def translation(self, question: str, language: str) -> tuple[dictionary.Translation, dict[str, float]]:
+        """The question's dictionary translation (rag/dictionary.py) against this collection, and the idf of its
+        tokens (each counted once)."""
+        if self.fusion(language).translated_weight <= 0:
+            return dictionary.Translation([], []), {}
+        translation = dictionary.translate(question, language, self.keyword_index.idf)
+        tokens = [t for group in translation.groups for tokens in group for t in tokens] + translation.untranslated
+        return translation, self.keyword_index.idf(list(dict.fromkeys(tokens)))
 
     def translated_idf(self, question: str) -> dict[str, float]:
         """The tokens of the question's dictionary translation with their weighted idf (empty when translation is
@@ -393,7 +423,7 @@ class Retriever:
         language = detect_language(question)
         if self.fusion(language).translated_weight <= 0:
             return {}
-        weights = dictionary.translated_weights(question, language, self.keyword_index.idf)
+        weights = dictionary.translate(question, language, self.keyword_index.idf).weights()
         return self.keyword_index.idf(weights) if weights else {}
 
     def absent_names(self, question: str) -> list[str]:

@@ -13,16 +13,18 @@ from rag.tokenize import keyword_tokens
 
 
 def test_english_phrases_translate_to_chinese_headwords_longest_first() -> None:
-    groups = dictionary.english_to_chinese("What do Mongolians call the Milky Way?")
-    assert any("银河" in group for group in groups)  # "milky way" as one gloss, not "milky" and "way"
-    assert not any("道路" in group for group in groups)
+    pairs = dictionary.english_to_chinese("What do Mongolians call the Milky Way?")
+    assert (["milky", "way"], ["天河", "天汉", "星汉", "银河", "银汉"]) in pairs  # one gloss, not "milky" and "way"
+    assert not any("道路" in found for _, found in pairs)
+    assert (["mongolian"], []) in pairs  # no entry: the word stays as it is
 
 
 def test_chinese_words_translate_to_their_glosses_words() -> None:
-    groups = dictionary.chinese_to_english("蒙古人把银河叫作什么？")
-    assert ["milky", "way"] in groups
-    # a compound the dictionary lacks is read as its known parts
-    assert any("model" in group for group in dictionary.chinese_to_english("大模型"))
+    pairs = dictionary.chinese_to_english("蒙古人把银河叫作什么？")
+    assert (["银河"], ["milky", "way"]) in pairs
+    # a Latin-script name stays as it is
+    pairs = dictionary.chinese_to_english("GPT大模型")
+    assert (["模型"], ["model", "mold", "matrix", "pattern"]) in pairs and (["gpt"], []) in pairs
 
 
 def test_translations_the_collection_lacks_are_dropped_and_the_rest_share_the_weight() -> None:
@@ -31,14 +33,14 @@ def test_translations_the_collection_lacks_are_dropped_and_the_rest_share_the_we
     def known(tokens):
         return {t: 1.0 for t in tokens if t in held}
 
-    weights = dictionary.translated_weights("Into which stages is the model divided?", "en", known)
+    weights = dictionary.translate("Into which stages is the model divided?", "en", known).weights()
     assert set(weights) == held  # 分期, 戏台, 地步 ... are not in this collection
     # each English word's weight goes whole to its one translation the collection holds (jieba word + bigram: 2)
     assert weights["阶段"] == pytest.approx(2.0) and weights["模型"] == pytest.approx(2.0)
     held.add("分期")  # now "stage" has two translations here: they share its weight
-    shared = dictionary.translated_weights("Into which stages is the model divided?", "en", known)
+    shared = dictionary.translate("Into which stages is the model divided?", "en", known).weights()
     assert shared["阶段"] == pytest.approx(1.0) and shared["分期"] == pytest.approx(1.0)
-    assert dictionary.translated_weights("これは何ですか", "ja", known) == {}
+    assert dictionary.translate("これは何ですか", "ja", known).weights() == {}
 
 
 def test_weighted_query_scores_like_repeated_tokens(tmp_path: Path) -> None:
@@ -58,3 +60,19 @@ def test_translation_counts_only_for_chunks_in_another_language() -> None:
     scores = fusion.scores("en", {}, {}, {"zh1": "zh", "en1": "en"}, {"zh1": 0.5, "en1": 0.5})
     assert scores == {"zh1": pytest.approx(1.0), "en1": 0.0}
     assert Fusion(1.0, 1.0, 0.0).scores("en", {}, {}, {"zh1": "zh"}, {"zh1": 0.5}) == {"zh1": 0.0}
+
+
+def test_translated_coverage_counts_a_word_once_whichever_translation_the_chunk_holds() -> None:
+    held = {"阶段": 2.0, "分期": 2.0, "模型": 1.0}
+
+    def known(tokens):
+        return {t: held[t] for t in tokens if t in held}
+
+    translation = dictionary.translate("Which stages does the Zorblax model have?", "en", known)
+    assert sorted(map(sorted, translation.groups)) == [[["分期", "分期"], ["阶段", "阶段"]], [["模型", "模型"]]]
+    assert translation.untranslated == ["zorblax"]  # no chunk holds it: it weighs as much as the rarest
+    idf, absent = {**held}, 5.0
+    full = translation.coverage({"阶段", "模型", "zorblax"}, idf, absent)
+    either = translation.coverage({"分期", "模型"}, idf, absent)
+    assert full == pytest.approx(1.0) and either == pytest.approx(3.0 / 8.0)
+    assert translation.coverage(set(), idf, absent) == 0.0

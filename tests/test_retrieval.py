@@ -327,3 +327,27 @@ def test_tied_scores_rank_the_same_way_in_every_process() -> None:
         scores = fusion.scores("en", found.dense, found.keyword, found.languages)
         assert scores["a"] == scores["b"] == scores["c"] == 1.0  # all three past 0.9
         assert found.ranked(scores) == ["b", "a", "c", "e", "d"]
+
+
+@pytest.mark.parametrize("translated_coverage", [False, True])
+def test_grounding_reads_a_chunk_in_the_other_language_in_translation(
+    tmp_path: Path, monkeypatch, translated_coverage
+) -> None:
+    """An English question shares no word with the Chinese passage that answers it ("Pangu" is 盘古 there); in
+    translation (参数, 盘古, 模型) it holds most of the question's words."""
+    import rag.retrieve
+
+    monkeypatch.setattr(rag.retrieve, "TRANSLATED_COVERAGE", translated_coverage)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    settings = make_settings(tmp_path, translated_weight=1.0)
+    Ingestor(settings, Store(settings), FakeEmbedder()).ingest_paths([folder])
+    retriever = make_retriever(settings)
+    question = "How many parameters does the Pangu model have?"
+    found = retriever.candidates(question, 5)
+    [pangu] = [cid for cid, chunk in found.rows.items() if "盘古" in chunk.text]
+    _, coverage, _ = retriever.evidence(question, [pangu], found.rows, None)[pangu]
+    assert (coverage > 0.5) is translated_coverage
+    assert found.translated[pangu] > 0  # and the translated question found it by keywords
