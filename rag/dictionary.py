@@ -24,7 +24,7 @@ import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rag.language import HAN
 from rag.tokenize import ZH_STOP, _jieba, _latin_tokens, keyword_tokens, to_simplified
@@ -145,6 +145,8 @@ class Translation:
     groups: list[list[list[str]]]
     # The question's tokens that have no such translation (names, words the dictionary or the collection lacks).
     untranslated: list[str]
+    # idf of every token above that some chunk holds (one index lookup for all of them)
+    idf: dict[str, float] = field(default_factory=dict)
 
     def weights(self) -> Weights:
         """BM25 query weights: each source word's weight shared among its translations."""
@@ -155,10 +157,15 @@ class Translation:
                     weights[token] += 1.0 / len(group)
         return dict(weights)
 
-    def coverage(self, chunk_tokens: set[str], idf: Mapping[str, float], absent: float) -> float:
+    def weighted_idf(self) -> Weights:
+        """Each token's query weight times its idf: what a chunk holding all of them would score, token by token."""
+        return {t: w * self.idf.get(t, 0.0) for t, w in self.weights().items()}
+
+    def coverage(self, chunk_tokens: set[str], absent: float) -> float:
         """Share of the question's words that the chunk holds in translation (any translation of a word counts for
         the word) or as they are (an untranslated name), each weighted by rarity: a translated word by its
         translations' mean idf, an untranslated token by its own (``absent`` when no chunk holds it)."""
+        idf = self.idf
         total = held = 0.0
         for group in self.groups:
             weight = sum(sum(idf.get(t, absent) for t in tokens) / len(tokens) for tokens in group) / len(group)
@@ -172,13 +179,19 @@ class Translation:
         return held / total if total > 0 else 0.0
 
 
+@functools.lru_cache(maxsize=65536)
+def _headword_tokens(word: str) -> list[str]:
+    """A headword's keyword tokens (jieba runs once per headword, not once per question)."""
+    return keyword_tokens(word)
+
+
 def translate(question: str, question_language: str, known: Callable[[list[str]], Mapping[str, float]]) -> Translation:
     """The question's translation, keeping the translations that the collection holds (``known``: the keyword
     index's idf lookup). Empty for a question in neither language."""
     if question_language == "en":
         # One-character headwords (名, 给, 型) are too common and too ambiguous to count as a translation.
         pairs = [
-            (source, [keyword_tokens(w) for w in found if len(w) >= 2])
+            (source, [_headword_tokens(w) for w in found if len(w) >= 2])
             for source, found in english_to_chinese(question)
         ]
     elif question_language == "zh":
@@ -188,7 +201,8 @@ def translate(question: str, question_language: str, known: Callable[[list[str]]
         ]
     else:
         return Translation([], [])
-    held = known([t for _, group in pairs for tokens in group for t in tokens])  # one index lookup
+    asked = [t for source, group in pairs for t in [*source, *(t for tokens in group for t in tokens)]]
+    held = dict(known(list(dict.fromkeys(asked))))  # one index lookup
     groups, untranslated = [], []
     for source, group in pairs:
         present = [tokens for tokens in group if tokens and all(t in held for t in tokens)]
@@ -197,4 +211,4 @@ def translate(question: str, question_language: str, known: Callable[[list[str]]
             groups.append(present)
         else:
             untranslated += source  # English tokens, or a Chinese word as jieba (and so the index) has it
-    return Translation(groups, list(dict.fromkeys(untranslated)))
+    return Translation(groups, list(dict.fromkeys(untranslated)), held)

@@ -157,6 +157,10 @@ class Candidates:
     languages: dict[str, str]  # chunk id -> the chunk's language
     rows: dict[str, Chunk]
     translated: dict[str, float] = field(default_factory=dict)  # chunk id -> BM25 of the translated question, 0..~1
+    # What grounding needs again (Retriever.evidence): the question's vector, its tokens' idf, its translation.
+    vector: np.ndarray | None = None
+    idf: dict[str, float] = field(default_factory=dict)
+    translation: dictionary.Translation | None = None
 
     def scores(self, fusion: Fusion) -> dict[str, float]:
         return fusion.scores(self.language, self.dense, self.keyword, self.languages, self.translated)
@@ -295,8 +299,7 @@ class Retriever:
         scores = found.scores(self.fusion(found.language))
         ranked = found.ranked(scores)
         chosen = ranked[: len(scores) if self.settings.rerank_model else top_k]
-        known = found.dense if judge in (None, query) else None
-        evidence = self.evidence(judge or query, chosen, found.rows, known)
+        evidence = self.evidence(judge or query, chosen, found.rows, found if judge in (None, query) else None)
         hits = [
             _hit(found.rows[cid], scores[cid], found.dense.get(cid), found.keyword.get(cid), *evidence[cid])
             for cid in chosen
@@ -316,17 +319,21 @@ class Retriever:
         n_candidates = max(top_k * CANDIDATES_PER_RESULT, 20)
         language = detect_language(query)
         tokens = keyword_tokens(query)
-        dense = self._dense(query, language, n_candidates, visible) if self.dense_weight(language) > 0 else {}
+        vector = self.embedder.embed_query(query) if self.dense_weight(language) > 0 else None
+        dense = self._dense(vector, language, n_candidates, visible) if vector is not None else {}
         keyword = self.keyword_index.search(tokens, n_candidates)
-        keyword_norm = max(sum(self.keyword_index.idf(tokens).values()), 1e-9)
+        idf = self.keyword_index.idf(tokens)
+        keyword_norm = max(sum(idf.values()), 1e-9)
         if translate is None:
             translate = self.fusion(language).translated_weight > 0
+        translation = None
         translated: list[tuple[str, float]] = []
         translated_norm = 1.0
         if translate and any(n > 0 for lang, n in self._languages.items() if lang != language):
-            weights = dictionary.translate(query, language, self.keyword_index.idf).weights()
+            translation = dictionary.translate(query, language, self.keyword_index.idf)
+            weights = translation.weights()
             translated = self.keyword_index.search(weights, n_candidates) if weights else []
-            translated_norm = max(sum(self.keyword_index.idf(weights).values()), 1e-9) if weights else 1.0
+            translated_norm = max(sum(translation.weighted_idf().values()), 1e-9)
         rows: dict[str, Chunk] = {cid: chunk for cid, (chunk, _) in dense.items()}
         missing = list(dict.fromkeys(cid for cid, _ in keyword + translated if cid not in rows))
         for cid, chunk in self.store.get_chunks(missing).items():
@@ -339,13 +346,17 @@ class Retriever:
             languages={cid: _lang(chunk) for cid, chunk in rows.items()},
             rows=rows,
             translated={cid: score / translated_norm for cid, score in translated if cid in rows},
+            vector=vector,
+            idf=idf,
+            translation=translation,
         )
 
-    def _dense(self, question: str, language: str, n: int, visible: dict[str, str]) -> dict[str, tuple[Chunk, float]]:
-        """Nearest chunks with their similarity, searched per chunk language when the collection knows its
-        languages: plain cosine in the question's language, centred cosine in the others (rag/centering.py), so
-        that passages in another language than the question's are not all outranked."""
-        vector = self.embedder.embed_query(question)
+    def _dense(
+        self, vector: np.ndarray, language: str, n: int, visible: dict[str, str]
+    ) -> dict[str, tuple[Chunk, float]]:
+        """Nearest chunks to the question's ``vector`` with their similarity, searched per chunk language when the
+        collection knows its languages: plain cosine in the question's language, centred cosine in the others
+        (rag/centering.py), so that passages in another language than the question's are not all outranked."""
         means = self._means
         if not means.collection:
             return {c.chunk_id: (c, float(c.similarity or 0.0)) for c in self.store.query(vector, n, visible)}
@@ -367,16 +378,18 @@ class Retriever:
         return out
 
     def evidence(
-        self, question: str, ids: list[str], rows: dict[str, Chunk], similarity: dict[str, float] | None
+        self, question: str, ids: list[str], rows: dict[str, Chunk], searched: Candidates | None = None
     ) -> dict[str, tuple[float, float, float | None]]:
         """(relevance, coverage, similarity) of each chunk for grounding: relevance = max(coverage, similarity
-        rescaled by GROUNDING_RANGE). Given no ``similarity`` (the question is not what was searched), the vectors
-        are compared here. Calibrated with bench/calibrate_grounding.py."""
+        rescaled by GROUNDING_RANGE). ``searched``: the candidates of this same question (their similarities, vector,
+        idf and translation are reused); without them (the question is not what was searched) the vectors are
+        compared here. Calibrated with bench/calibrate_grounding.py."""
         language = detect_language(question)
         tokens = keyword_tokens(question)
         # A question word that no chunk holds counts, at the weight of the rarest word: a question about something
         # the documents never mention ("Who painted the Mona Lisa?") must not look covered.
-        idf = self.keyword_index.idf(tokens)
+        idf = searched.idf if searched is not None else self.keyword_index.idf(tokens)
+        similarity = searched.dense if searched is not None else None
         absent = self.keyword_index.max_idf()
         idf = {t: idf.get(t, absent) for t in tokens}
         chunk_tokens = self.keyword_index.tokens_of(ids)
@@ -384,7 +397,8 @@ class Retriever:
             similarity = {}
         elif similarity is None or any(cid not in similarity for cid in ids):
             similarity = dict(similarity or {})
-            vector = self.embedder.embed_query(question)
+            vector = searched.vector if searched is not None and searched.vector is not None else None
+            vector = vector if vector is not None else self.embedder.embed_query(question)
             means = self._means
             centred = means.centred_question(vector, language) if means.collection else vector
             stored = self.store.get_vectors([cid for cid in ids if cid not in similarity])
@@ -394,37 +408,32 @@ class Retriever:
                     similarity[cid] = float(means.centred_similarity(centred, chunk_vector[None, :], chunk_language)[0])
                 else:
                     similarity[cid] = float(chunk_vector @ vector)
-        translation, translation_idf = dictionary.Translation([], []), {}
+        translation = dictionary.Translation([], [])
         if TRANSLATED_COVERAGE and any(_lang(rows[cid]) != language for cid in ids):
-            translation, translation_idf = self.translation(question, language)
+            found = searched.translation if searched is not None else None
+            translation = found if found is not None else self.translation(question, language)
         out = {}
         for cid in ids:
             held = chunk_tokens.get(cid) or keyword_tokens(rows[cid].text)
             coverage = term_coverage(tokens, held, idf)
             same = _lang(rows[cid]) == language
             if translation.groups and not same:
-                coverage = max(coverage, translation.coverage(set(held), translation_idf, absent))
+                coverage = max(coverage, translation.coverage(set(held), absent))
             sim = similarity.get(cid)
             out[cid] = (max(coverage, self.grounding(sim, same)), coverage, sim)
         return out
 
-    def translation(self, question: str, language: str) -> tuple[dictionary.Translation, dict[str, float]]:
-        """The question's dictionary translation (rag/dictionary.py) against this collection, and the idf of its
-        tokens (each counted once)."""
+    def translation(self, question: str, language: str) -> dictionary.Translation:
+        """The question's dictionary translation (rag/dictionary.py) against this collection (empty when translation
+        is off for its language)."""
         if self.fusion(language).translated_weight <= 0:
-            return dictionary.Translation([], []), {}
-        translation = dictionary.translate(question, language, self.keyword_index.idf)
-        tokens = [t for group in translation.groups for tokens in group for t in tokens] + translation.untranslated
-        return translation, self.keyword_index.idf(list(dict.fromkeys(tokens)))
+            return dictionary.Translation([], [])
+        return dictionary.translate(question, language, self.keyword_index.idf)
 
     def translated_idf(self, question: str) -> dict[str, float]:
         """The tokens of the question's dictionary translation with their weighted idf (empty when translation is
         off for its language): what the quote picker reads a sentence in the other language against."""
-        language = detect_language(question)
-        if self.fusion(language).translated_weight <= 0:
-            return {}
-        weights = dictionary.translate(question, language, self.keyword_index.idf).weights()
-        return self.keyword_index.idf(weights) if weights else {}
+        return self.translation(question, detect_language(question)).weighted_idf()
 
     def absent_names(self, question: str) -> list[str]:
         """The Latin-script names of a Chinese question that no chunk holds (rag/names.py): grounding refuses it."""

@@ -71,8 +71,10 @@ def test_translated_coverage_counts_a_word_once_whichever_translation_the_chunk_
     translation = dictionary.translate("Which stages does the Zorblax model have?", "en", known)
     assert sorted(map(sorted, translation.groups)) == [[["分期", "分期"], ["阶段", "阶段"]], [["模型", "模型"]]]
     assert translation.untranslated == ["zorblax"]  # no chunk holds it: it weighs as much as the rarest
-    idf, absent = {**held}, 5.0
-    full = translation.coverage({"阶段", "模型", "zorblax"}, idf, absent)
-    either = translation.coverage({"分期", "模型"}, idf, absent)
+    assert translation.idf == held  # the one lookup's result, kept for grounding
+    absent = 5.0
+    full = translation.coverage({"阶段", "模型", "zorblax"}, absent)
+    either = translation.coverage({"分期", "模型"}, absent)
     assert full == pytest.approx(1.0) and either == pytest.approx(3.0 / 8.0)
-    assert translation.coverage(set(), idf, absent) == 0.0
+    assert translation.coverage(set(), absent) == 0.0
+    assert translation.weighted_idf() == pytest.approx({"阶段": 2.0, "分期": 2.0, "模型": 2.0})
