@@ -15,6 +15,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rag.errors import ConfigError
 
+
+def cache_root() -> Path:
+    """Where derived files of packaged models live: ``${DOCCHAT_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/docchat}``."""
+    root = os.environ.get("DOCCHAT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "docchat"
+    return Path(root).expanduser()
+
+
 # Sentinels that mean "the model shipped inside a PyPI package" (see rag/embedders.py and rag/models.py).
 AUTO = "auto"
 PACKAGED_E5 = "packaged:multilingual-e5-small"

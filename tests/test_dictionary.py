@@ -78,3 +78,19 @@ def test_translated_coverage_counts_a_word_once_whichever_translation_the_chunk_
     assert full == pytest.approx(1.0) and either == pytest.approx(3.0 / 8.0)
     assert translation.coverage(set(), absent) == 0.0
     assert translation.weighted_idf() == pytest.approx({"阶段": 2.0, "分期": 2.0, "模型": 2.0})
+
+
+def test_parsed_tables_are_cached_and_a_damaged_cache_is_parsed_again(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DOCCHAT_CACHE_DIR", str(tmp_path))
+    dictionary._read_tables.cache_clear()
+    try:
+        parsed = dictionary._read_tables()
+        [cached] = (tmp_path / "cedict").iterdir()
+        assert not list((tmp_path / "cedict").glob(".*.tmp"))
+        dictionary._read_tables.cache_clear()
+        assert dictionary._read_tables() == parsed  # read back from the file
+        cached.write_bytes(cached.read_bytes()[:1000])  # a write cut short
+        dictionary._read_tables.cache_clear()
+        assert dictionary._read_tables() == parsed and cached.stat().st_size > 1000  # parsed and written again
+    finally:
+        dictionary._read_tables.cache_clear()
