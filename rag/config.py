@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     )
     refuse_unknown_names: bool = Field(
         True,
-        description="Refuse a Chinese question naming, in Latin script, something no document mentions (rag/names.py).",
+        description="Refuse a Chinese question naming (in Latin script, or a 《title》) what no document mentions.",
     )
     model_dirs: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Extra folders searched for GGUF models (python -m rag models, sidebar)."

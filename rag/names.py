@@ -7,6 +7,11 @@ English documents, so a name no chunk holds means the documents do not cover wha
 a CJK language are checked: an English question over Chinese documents names things the documents write in Chinese
 (Pangu is 盘古), and a missing English word says nothing there. Only words with a capital or a digit count as names:
 a lower-case English term in a Chinese question ("prompt") is often one the documents translate.
+
+A title in such a question (《红楼梦》) names a work as it is written too: the documents hold it or do not cover the
+question. It is looked up by its character pairs and Latin words, which do not depend on how the text around it is
+segmented into words. Text in other quotation marks is not checked: questions paraphrase inside them (「成都今天晴天」
+for the article's 「今天成都天气咋样」).
 """
 
 from __future__ import annotations
@@ -14,18 +19,24 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from rag.language import script_counts
+from rag.language import HAN, HANGUL, KANA, script_counts
 from rag.tokenize import EN_STOP, keyword_tokens
 
 MIN_CJK_CHARS = 4  # fewer, and the question is English with a Chinese term in it ("What does 辰星 mean?")
 _LATIN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-.+#'][A-Za-z0-9]+)*")
+_CJK = re.compile(f"[{HAN}{KANA}{HANGUL}]")
+_TITLE = re.compile(r"《([^》]+)》")
+
+
+def _is_cjk_question(question: str) -> bool:
+    counts = script_counts(question)
+    cjk = counts["han"] + counts["kana"] + counts["hangul"]
+    return cjk >= max(MIN_CJK_CHARS, counts["latin"] / 3)
 
 
 def latin_names(question: str) -> list[str]:
     """The Latin-script names of a question written in Chinese (or Japanese, Korean); none for other questions."""
-    counts = script_counts(question)
-    cjk = counts["han"] + counts["kana"] + counts["hangul"]
-    if cjk < max(MIN_CJK_CHARS, counts["latin"] / 3):
+    if not _is_cjk_question(question):
         return []
     return [
         word for word in _LATIN_NAME.findall(question)
@@ -33,12 +44,25 @@ def latin_names(question: str) -> list[str]:
     ]  # fmt: skip
 
 
+def titles(question: str) -> list[str]:
+    """The 《titles》 of a question written in Chinese (or Japanese, Korean); none for other questions."""
+    if not _is_cjk_question(question):
+        return []
+    return [t.strip() for t in _TITLE.findall(question) if t.strip()]
+
+
+def _lookup_tokens(term: str) -> list[str]:
+    """The tokens a term is looked up by: Latin words, and CJK tokens of two characters (every character pair of the
+    term is one; longer words depend on the segmentation of the text around them)."""
+    return [t for t in keyword_tokens(term) if any(c.isalpha() for c in t) and (len(t) == 2 or not _CJK.search(t))]
+
+
 def absent_names(question: str, known: Callable[[list[str]], dict[str, float]]) -> list[str]:
-    """The names of ``question`` whose words no chunk holds; ``known`` maps tokens to their idf (the keyword index's,
-    which leaves out the tokens no chunk holds). A name counts as present when each of its words with a letter is."""
-    names = latin_names(question)
+    """The names and titles of ``question`` that no chunk holds; ``known`` maps tokens to their idf (the keyword
+    index's, which leaves out the tokens no chunk holds). A name counts as present when each of its tokens is."""
+    names = list(dict.fromkeys(latin_names(question) + titles(question)))
     if not names:
         return []
-    tokens = {name: [t for t in keyword_tokens(name) if any(c.isalpha() for c in t)] for name in names}
+    tokens = {name: _lookup_tokens(name) for name in names}
     found = known(sorted({t for words in tokens.values() for t in words}))
     return [name for name, words in tokens.items() if words and any(t not in found for t in words)]

@@ -341,6 +341,23 @@ def test_absent_names_need_every_word_of_the_name() -> None:
     assert absent_names("Llama 2 的参数量是多少？", known) == []
 
 
+def test_a_title_counts_by_its_character_pairs_and_only_in_title_marks() -> None:
+    """《红楼梦》 is looked up by 红楼 and 楼梦 (a segmenter may cut the documents' 红楼梦 otherwise); text in other
+    quotation marks is not a title: questions paraphrase inside them."""
+    from rag.names import absent_names, titles
+
+    held = {"步天", "天歌", "今天", "成都"}
+
+    def known(tokens: list[str]) -> dict[str, float]:
+        return {t: 1.0 for t in tokens if t in held}
+
+    assert titles("《红楼梦》的作者是谁？") == ["红楼梦"]
+    assert absent_names("《红楼梦》的作者是谁？", known) == ["红楼梦"]
+    assert absent_names("《步天歌》是用什么诗体写成的？", known) == []
+    assert absent_names("要几次才能说出「成都今天晴天」？", known) == []  # 晴天 is in no chunk, but this is no title
+    assert titles("What does the article say about 《红楼梦》?") == []  # an English question
+
+
 def test_a_chinese_question_naming_what_no_document_mentions_is_refused(answerer: Answerer, monkeypatch) -> None:
     from rag.answer import ABSENT_NAME_ZH
 
@@ -394,6 +411,27 @@ def test_a_sentence_repeated_by_overlapping_chunks_is_quoted_once() -> None:
     sources = [hit(f"Citations are shown under each answer. {shared}"), hit(f"{shared} Badges link to the page.")]
     texts = [q.text for q in choose_quotes("What colour is the citation badge?", sources)]
     assert texts.count(shared) == 1
+
+
+@pytest.mark.parametrize("same_language", [False, True])
+def test_a_sentence_in_a_third_language_does_not_join_the_answer(monkeypatch, same_language) -> None:
+    """An English question answered by an English sentence: a Chinese sentence that only shares a translated word
+    (引文) does not join it, however close its score."""
+    import rag.quotes
+
+    monkeypatch.setattr(rag.quotes, "SAME_LANGUAGE_COMPANIONS", same_language)
+    monkeypatch.setattr(rag.quotes, "SIMILARITY_SCALE", "clip")
+    answer = "The citation badge colour is teal."
+    aside = "设为 quotes 则只显示引文。"
+    sources = [hit(answer), hit(aside)]
+
+    def similarity(question: str, sentences: list[str], clip: bool = True):
+        return np.array([1.0 if s == answer else 0.95 for s in sentences])
+
+    quotes = choose_quotes("What colour is the citation badge?", sources, similarity, {}, {"引文": 1.0})
+    texts = [q.text for q in quotes]
+    assert texts[0] == answer
+    assert (aside in texts) is not same_language
 
 
 def _part(content: str | None, finish: str | None = None):
