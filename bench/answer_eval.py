@@ -56,8 +56,13 @@ def main() -> int:
                 report = evaluate_answers(answerer, items, top_k=5, mode=mode.split(",")[0])
                 rows[label] = report["by_language"]["all"]
             for name, store in stores.items():
-                off = evaluate_answers(store.answerer, [], offtopic(split), mode="quotes")["by_language"]
+                questions = offtopic(split)
+                off = evaluate_answers(store.answerer, [], questions, mode="quotes")["by_language"]
                 rows[f"off-topic @{name}"] = off.get("all", {})
+                for kind in ("near", "far"):  # the later set's questions by kind: near-topic ones are the hard ones
+                    some = [q for q in questions if q.get("kind") == kind]
+                    off = evaluate_answers(store.answerer, [], some, mode="quotes")["by_language"]
+                    rows[f"off-topic, {kind} @{name}"] = off.get("all", {})
             results["halves"][split][mode] = rows
             print(f"({split}, {mode}: {time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
         print_table(split, results["halves"][split])

@@ -55,11 +55,17 @@ def best(ev: np.ndarray, same: tuple[float, float], cross: tuple[float, float]) 
 def calibrate(halves: dict[str, tuple[list, list]], scale: str) -> tuple[tuple, tuple, float, dict]:
     """Choose the ranges and the threshold on the tune half; print and return both halves' rates by language."""
 
-    def rates(split: str, g: tuple, language: str | None = None, names: bool = True) -> tuple[float, float, int, int]:
+    def rates(
+        split: str, g: tuple, language: str | None = None, names: bool = True, kind: str | None = None
+    ) -> tuple[float, float, int, int]:
         same, cross, threshold = (g[0], g[0] + g[1]), (g[2], g[2] + g[3]), g[4]
 
         def values(rows: list) -> list[float]:
-            return [0.0 if names and n else best(e, same, cross) for lang, e, n in rows if language in (None, lang)]
+            return [
+                0.0 if names and n else best(e, same, cross)
+                for lang, e, n, k in rows
+                if language in (None, lang) and kind in (None, k)
+            ]
 
         yes, no = values(halves[split][0]), values(halves[split][1])
         answered = float(np.mean([v >= threshold for v in yes])) if yes else float("nan")
@@ -89,6 +95,10 @@ def calibrate(halves: dict[str, tuple[list, list]], scale: str) -> tuple[tuple, 
             table[split][language or "all"] = [a, r, ny, nn]
             table[split][f"{language or 'all'}, without the name check"] = [a0, r0, ny, nn]
             print(f"| {split} | {language or 'all'} | {a:.3f} of {ny} | {r:.3f} of {nn} | {a0:.3f} / {r0:.3f} |")
+        for kind in ("near", "far"):  # the later off-topic set by kind (bench/datasets/offtopic-more-dev.json)
+            _, r, _, nn = rates(split, chosen, kind=kind)
+            table[split][f"off-topic, {kind}"] = [None, r, 0, nn]
+            print(f"| {split} | off-topic, {kind} (all languages) | | {r:.3f} of {nn} | |")
     return same, cross, threshold, table
 
 
@@ -104,9 +114,14 @@ def main() -> int:
     def ask_all() -> dict[str, tuple[list, list]]:
         halves = {}
         for split, parity in (("tune", 0), ("report", 1)):
-            answerable = [evidence(store, i["question"]) for _, store, items in dev_cases(stores, split) for i in items]
-            questions = [i["question"] for i in offtopic(split)] + extra_off[parity::2]
-            off = [evidence(store, q) for store in stores.values() for q in questions]  # asked in every collection
+            answerable = [
+                (*evidence(store, i["question"]), None) for _, store, items in dev_cases(stores, split) for i in items
+            ]
+            questions = [(i["question"], i.get("kind")) for i in offtopic(split)] + [
+                (q, None) for q in extra_off[parity::2]
+            ]
+            # asked in every collection
+            off = [(*evidence(store, q), kind) for store in stores.values() for q, kind in questions]
             halves[split] = (answerable, off)
         return halves
 

@@ -144,7 +144,10 @@ def main() -> int:
     per_language = choose_per_language(TRANSLATED_BY_LANGUAGE)
     untranslated = choose_per_language((0.0,))
 
+    # What rag/retrieve.py ships (the retriever's own fusion for each question language), beside what this run chose.
+    shipped = ByQuestionLanguage(default, {lang: service.retriever.fusion(lang) for lang in QUESTION_LANGUAGES})
     configs = {
+        "shipped": shipped,
         "chosen": chosen,
         "chosen per question language": ByQuestionLanguage(chosen, per_language),
         "the same without translation": ByQuestionLanguage(chosen, untranslated),
@@ -176,6 +179,8 @@ def print_table(results: dict) -> None:
             print(f"| {name} | {configs['chosen'][name]['questions']} | " + " | ".join(cells) + " |")
         means = {c: statistics.mean(t["hit@5"] for t in configs[c].values()) for c in configs}
         print("| mean hit@5 over sets | | " + " | ".join(f"{means[c]:.3f}" for c in configs) + " |")
+        mrr = {c: statistics.mean(t["mrr"] for t in configs[c].values()) for c in configs}
+        print("| mean MRR over sets | | " + " | ".join(f"{mrr[c]:.3f}" for c in configs) + " |")
 
 
 if __name__ == "__main__":
