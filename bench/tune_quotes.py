@@ -33,13 +33,14 @@ GRID = {
     "FOLLOW_ANNOUNCEMENTS": (False, True),
     "TRANSLATED_OVERLAP": (False, True),
     "SAME_LANGUAGE_COMPANIONS": (False, True),
+    "SKIP_ECHOES": (False, True),
 }
 MAX_PASSES = 4
 # A change must gain at least this much mean quote hit on the tune half: about one question of a 7-question set
 # (sets are averaged), so that a move is never made on a single question of a large set.
 MIN_GAIN = 0.01
 # The values of the release before the last tuning, reported beside the chosen ones.
-PREVIOUS = {"SAME_LANGUAGE_COMPANIONS": False}
+PREVIOUS = {"SIMILARITY_WEIGHT": 2.0, "FOLLOWS_WEIGHT": 0.5, "SKIP_ECHOES": False}
 
 
 class CachingRater:

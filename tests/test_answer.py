@@ -248,6 +248,8 @@ def test_quote_similarity_past_the_top_of_the_range_keeps_its_order_when_stretch
     import rag.quotes
 
     monkeypatch.setattr(rag.quotes, "SIMILARITY_SCALE", scale)
+    monkeypatch.setattr(rag.quotes, "SECOND_SENTENCE_SHARE", 1.01)  # the best sentence alone, by similarity alone
+    monkeypatch.setattr(rag.quotes, "FOLLOWS_WEIGHT", 0.0)
     source = hit("Der Himmel ist blau. Die Wiese ist grün. Das Abzeichen ist türkis.")
     raw = {"Der Himmel ist blau.": 1.4, "Die Wiese ist grün.": 0.1, "Das Abzeichen ist türkis.": 2.5}
     asked: list[bool] = []
@@ -268,11 +270,34 @@ def test_a_sentence_that_asks_is_not_quoted_as_the_answer(monkeypatch, skip) -> 
     import rag.quotes
 
     monkeypatch.setattr(rag.quotes, "SKIP_QUESTIONS", skip)
+    monkeypatch.setattr(rag.quotes, "SKIP_ECHOES", False)  # it would skip this heading too: it holds the question
     source = hit("What colour is the citation badge? The citation badge colour is teal.")
     quotes = choose_quotes("What colour is the citation badge?", [source])
     texts = [q.text for q in quotes]
     assert "The citation badge colour is teal." in texts
     assert ("What colour is the citation badge?" in texts) is not skip
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_sentence_that_only_repeats_the_question_is_not_quoted(monkeypatch, skip) -> None:
+    """A heading that names what the question names, and a line that quotes the question (a guide's example
+    command), resemble the question most and answer nothing; an announcement ("...has four parts:") is kept."""
+    import rag.quotes
+
+    monkeypatch.setattr(rag.quotes, "SKIP_ECHOES", skip)
+    question = "During which months does the star line Ke Ka o Makali'i dominate the night sky?"
+    source = hit("Ke Ka o Makali’i\n\nKe Ka o Makali’i is seen from November to April.")
+    texts = [q.text for q in choose_quotes(question, [source])]
+    assert "Ke Ka o Makali’i is seen from November to April." in texts
+    assert ("Ke Ka o Makali’i" in texts) is not skip
+    command = 'Try: python -m rag ask "How large can an upload be?"'
+    source = hit(f"{command}\n\nUploads larger than 50 MB are refused.")
+    texts = [q.text for q in choose_quotes("How large can an upload be?", [source])]
+    assert "Uploads larger than 50 MB are refused." in texts
+    assert (command in texts) is not skip
+    announcing = hit("The star line has two parts:\n- Makali’i in winter;\n- Hokule’a in summer.")
+    texts = [q.text for q in choose_quotes("Which parts does the star line have?", [announcing])]
+    assert texts[0] == "The star line has two parts:"
 
 
 @pytest.mark.parametrize("follows", [0.0, 0.5])
@@ -397,7 +422,8 @@ def test_a_sentence_in_the_other_language_is_read_against_the_translated_questio
     import rag.quotes
 
     monkeypatch.setattr(rag.quotes, "TRANSLATED_OVERLAP", translated_overlap)
-    monkeypatch.setattr(rag.quotes, "SECOND_SENTENCE_SHARE", 1.01)  # the best sentence alone
+    monkeypatch.setattr(rag.quotes, "SECOND_SENTENCE_SHARE", 1.01)  # the best sentence alone, by similarity alone
+    monkeypatch.setattr(rag.quotes, "FOLLOWS_WEIGHT", 0.0)
     answer = "默认的检索数量是五个片段。"
     sources = [hit(f"这个应用在本机运行。界面支持中文和英文。{answer}")]
     translated = {"默认": 4.0, "检索": 3.0, "数量": 1.0}
