@@ -52,8 +52,9 @@ def best(ev: np.ndarray, same: tuple[float, float], cross: tuple[float, float]) 
     return float(np.max(np.maximum(coverage, dense)))
 
 
-def calibrate(halves: dict[str, tuple[list, list]], scale: str) -> tuple[tuple, tuple, float, dict]:
-    """Choose the ranges and the threshold on the tune half; print and return both halves' rates by language."""
+def calibrate(halves: dict[str, tuple[list, list]], scale: str, shipped: tuple) -> tuple[tuple, tuple, float, dict]:
+    """Choose the ranges and the threshold on the tune half; print and return both halves' rates by language, beside
+    those of the ``shipped`` constants (same low, width, cross low, width, threshold)."""
 
     def rates(
         split: str, g: tuple, language: str | None = None, names: bool = True, kind: str | None = None
@@ -84,21 +85,27 @@ def calibrate(halves: dict[str, tuple[list, list]], scale: str) -> tuple[tuple, 
     threshold = float(chosen[4])
     print(f"chosen on the tune half (answered >= {MIN_ANSWERED}): GROUNDING_RANGE same={same} cross={cross}, "
           f"RAG_MIN_RELEVANCE={threshold}")  # fmt: skip
-    print("| half | question language | answered (answerable) | refused (off-topic) | same, without the name check |")
-    print("|---|---|---|---|---|")
+    print("| half | question language | answered (answerable) | refused (off-topic) | same, without the name check "
+          "| shipped constants (answered / refused) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
     table: dict[str, dict[str, list]] = {}
     for split in ("tune", "report"):
         table[split] = {}
         for language in (None, "en", "zh"):
             a, r, ny, nn = rates(split, chosen, language)
             a0, r0, _, _ = rates(split, chosen, language, names=False)  # the same constants, side by side
+            a1, r1, _, _ = rates(split, shipped, language)
             table[split][language or "all"] = [a, r, ny, nn]
             table[split][f"{language or 'all'}, without the name check"] = [a0, r0, ny, nn]
-            print(f"| {split} | {language or 'all'} | {a:.3f} of {ny} | {r:.3f} of {nn} | {a0:.3f} / {r0:.3f} |")
+            table[split][f"{language or 'all'}, shipped constants"] = [a1, r1, ny, nn]
+            print(f"| {split} | {language or 'all'} | {a:.3f} of {ny} | {r:.3f} of {nn} | {a0:.3f} / {r0:.3f} "
+                  f"| {a1:.3f} / {r1:.3f} |")  # fmt: skip
         for kind in ("near", "far"):  # the later off-topic set by kind (bench/datasets/offtopic-more-dev.json)
             _, r, _, nn = rates(split, chosen, kind=kind)
+            _, r1, _, _ = rates(split, shipped, kind=kind)
             table[split][f"off-topic, {kind}"] = [None, r, 0, nn]
-            print(f"| {split} | off-topic, {kind} (all languages) | | {r:.3f} of {nn} | |")
+            table[split][f"off-topic, {kind}, shipped constants"] = [None, r1, 0, nn]
+            print(f"| {split} | off-topic, {kind} (all languages) | | {r:.3f} of {nn} | | - / {r1:.3f} |")
     return same, cross, threshold, table
 
 
@@ -134,9 +141,12 @@ def main() -> int:
         variants[translated] = ask_all()
     rag.retrieve.TRANSLATED_COVERAGE = shipped
     results = {}
+    ranges = rag.retrieve.GROUNDING_RANGE.get(service.embedder.name, {})
+    (same_low, same_high), (cross_low, cross_high) = ranges.get("same", (0.0, 1.0)), ranges.get("cross", (0.0, 1.0))
+    constants = (same_low, same_high - same_low, cross_low, cross_high - cross_low, service.settings.min_relevance)
     for translated, halves in variants.items():
         print(f"\n## TRANSLATED_COVERAGE={translated}" + (" (shipped)" if translated == shipped else ""))
-        results[translated] = calibrate(halves, args.scale)
+        results[translated] = calibrate(halves, args.scale, constants)
     same, cross, threshold, table = results[shipped]
     table["without TRANSLATED_COVERAGE" if shipped else "with TRANSLATED_COVERAGE"] = results[not shipped][3]
     write_results(
