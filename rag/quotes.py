@@ -151,15 +151,21 @@ def choose_quotes(
         for s in sentences
     ]
     asked = set(tokens)
-    eligible = [
-        i for i, s in enumerate(sentences)
-        if len(s.text) >= MIN_CHARS and not (SKIP_QUESTIONS and _ASKS.search(s.text))
-        and not (SKIP_ECHOES and _echoes(question, asked, s.text, sentence_tokens[i]))
-    ]  # fmt: skip
-    if not eligible:
+    rateable = [i for i, s in enumerate(sentences) if len(s.text) >= MIN_CHARS]
+    # A heading that asks or repeats the question is not quoted, but it is still rated: the sentence after it is on
+    # the question's topic (FOLLOWS_WEIGHT), as "Manaiakalani translates to “The Chief's Fishline”." after the heading
+    # "Manaiakalani".
+    quotable = {
+        i for i in rateable
+        if not (SKIP_QUESTIONS and _ASKS.search(sentences[i].text))
+        and not (SKIP_ECHOES and _echoes(question, asked, sentences[i].text, sentence_tokens[i]))
+    }  # fmt: skip
+    if not quotable:
         return []
     # Embedding every sentence of five chunks costs more than the question is worth: pre-select by cheap signals.
-    shortlist = sorted(eligible, key=lambda i: OVERLAP_WEIGHT * overlap[i] + prior[i], reverse=True)[:CANDIDATES]
+    shortlist = sorted(rateable, key=lambda i: OVERLAP_WEIGHT * overlap[i] + prior[i], reverse=True)[:CANDIDATES]
+    if not quotable & set(shortlist):
+        return []
     rated = dict.fromkeys(shortlist, 0.0)
     if similarity is not None and SIMILARITY_WEIGHT > 0:
         texts = [sentences[i].text for i in shortlist]
@@ -167,14 +173,16 @@ def choose_quotes(
         rated.update(zip(shortlist, (float(v) for v in values), strict=True))
     own = {i: SIMILARITY_WEIGHT * rated[i] + OVERLAP_WEIGHT * overlap[i] + prior[i] for i in shortlist}
     score = {i: own[i] + FOLLOWS_WEIGHT * _before(sentences, i, own) for i in shortlist}
-    best = max(shortlist, key=score.__getitem__)
+    best = max((i for i in shortlist if i in quotable), key=score.__getitem__)
     picked = [best]
     if _ANNOUNCES.search(sentences[best].text):  # "...four parts:" -> the parts are the answer
         picked += _followers(sentences, best)
     else:
         languages = {language, sentence_language[best]}
         for i in sorted(shortlist, key=score.__getitem__, reverse=True):
-            if i in picked or score[i] < SECOND_SENTENCE_SHARE * score[best] or len(picked) >= MAX_SENTENCES:
+            if i in picked or i not in quotable or len(picked) >= MAX_SENTENCES:
+                continue
+            if score[i] < SECOND_SENTENCE_SHARE * score[best]:
                 continue
             if SAME_LANGUAGE_COMPANIONS and sentence_language[i] not in languages:
                 continue

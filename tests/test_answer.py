@@ -295,6 +295,12 @@ def test_a_sentence_that_only_repeats_the_question_is_not_quoted(monkeypatch, sk
     texts = [q.text for q in choose_quotes("How large can an upload be?", [source])]
     assert "Uploads larger than 50 MB are refused." in texts
     assert (command in texts) is not skip
+    # Skipped as a quote, the heading still leads: the sentence after it is on the question's topic.
+    monkeypatch.setattr(rag.quotes, "FOLLOWS_WEIGHT", 0.25)
+    source = hit("Manaiakalani\n\nManaiakalani translates to “The Chief's Fishline”.\n\nThe star line is seen in May.")
+    texts = [q.text for q in choose_quotes("What does the name of the Manaiakalani star line mean?", [source])]
+    assert "Manaiakalani translates to “The Chief's Fishline”." in texts
+    assert "Manaiakalani" not in texts or not skip
     announcing = hit("The star line has two parts:\n- Makali’i in winter;\n- Hokule’a in summer.")
     texts = [q.text for q in choose_quotes("Which parts does the star line have?", [announcing])]
     assert texts[0] == "The star line has two parts:"
