@@ -143,15 +143,15 @@ def choose_quotes(
     overlap = [term_coverage(tokens, own, dict(idf) if idf else None) for own in sentence_tokens]
     if TRANSLATED_OVERLAP and translated:
         total = sum(translated.values())
-        for i, sentence_tokens_i in enumerate(sentence_tokens):
+        for i, own in enumerate(sentence_tokens):
             if total > 0 and sentence_language[i] != language:
-                held = set(sentence_tokens_i)
+                held = set(own)
                 overlap[i] = max(overlap[i], sum(w for t, w in translated.items() if t in held) / total)
     prior = [
         RANK_WEIGHT / (1 + s.hit_rank) + (NUMBER_WEIGHT if wants_number and _DIGIT.search(s.text) else 0.0)
         for s in sentences
     ]
-    asked = set(tokens)
+    asked, asking = set(tokens), _canon(question)
     rateable = [i for i, s in enumerate(sentences) if len(s.text) >= MIN_CHARS]
     # A heading that asks or repeats the question is not quoted, but it is still rated: the sentence after it is on
     # the question's topic (FOLLOWS_WEIGHT), as "Manaiakalani translates to “The Chief's Fishline”." after the heading
@@ -159,7 +159,7 @@ def choose_quotes(
     quotable = {
         i for i in rateable
         if not (SKIP_QUESTIONS and _ASKS.search(sentences[i].text))
-        and not (SKIP_ECHOES and _echoes(question, asked, sentences[i].text, sentence_tokens[i]))
+        and not (SKIP_ECHOES and _echoes(asked, asking, sentences[i].text, sentence_tokens[i]))
     }  # fmt: skip
     if not quotable:
         return []
@@ -199,6 +199,7 @@ def choose_quotes(
 
 
 def _rate(question: str, texts: list[str], similarity: Callable[..., np.ndarray]) -> np.ndarray:
+    """Similarities of ``texts`` to the question, on the scale SIMILARITY_SCALE names."""
     if SIMILARITY_SCALE == "stretch":
         values = np.asarray(similarity(question, texts, clip=False), dtype=np.float64)
         spread = float(values.max() - values.min()) if len(values) else 0.0
@@ -206,14 +207,14 @@ def _rate(question: str, texts: list[str], similarity: Callable[..., np.ndarray]
     return np.asarray(similarity(question, texts), dtype=np.float64)
 
 
-def _echoes(question: str, asked: set[str], text: str, own: list[str]) -> bool:
-    """Whether a sentence only repeats the question: no word of its own, or the question inside it. One that
-    announces what follows ("The architecture has four parts:") is no echo: what follows is the answer."""
+def _echoes(asked: set[str], asking: str, text: str, own: list[str]) -> bool:
+    """Whether a sentence only repeats the question (``asked``: its words, ``asking``: it canonicalised): no word of
+    its own, or the question inside it. One that announces what follows ("The architecture has four parts:") is no
+    echo: what follows is the answer."""
     if _ANNOUNCES.search(text):
         return False
     if own and set(own) <= asked:
         return True
-    asking = _canon(question)
     return asking.endswith("?") and len(asking) > MIN_CHARS and asking in _canon(text)
 
 
