@@ -57,12 +57,19 @@ def main() -> int:
                 rows[label] = report["by_language"]["all"]
             for name, store in stores.items():
                 questions = offtopic(split)
-                off = evaluate_answers(store.answerer, [], questions, mode="quotes")["by_language"]
-                rows[f"off-topic @{name}"] = off.get("all", {})
+                report = evaluate_answers(store.answerer, [], questions, mode="quotes")
+                rows[f"off-topic @{name}"] = report["by_language"].get("all", {})
                 for kind in ("near", "far"):  # the later set's questions by kind: near-topic ones are the hard ones
-                    some = [q for q in questions if q.get("kind") == kind]
-                    off = evaluate_answers(store.answerer, [], some, mode="quotes")["by_language"]
-                    rows[f"off-topic, {kind} @{name}"] = off.get("all", {})
+                    pairs = zip(questions, report["offtopic_rows"], strict=True)
+                    asked = [r for q, r in pairs if q.get("kind") == kind]
+                    rows[f"off-topic, {kind} @{name}"] = (
+                        {
+                            "offtopic": len(asked),
+                            "offtopic_refused": sum(r["abstained"] for r in asked) / len(asked),
+                        }
+                        if asked
+                        else {}
+                    )
             results["halves"][split][mode] = rows
             print(f"({split}, {mode}: {time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
         print_table(split, results["halves"][split])
