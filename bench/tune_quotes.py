@@ -4,6 +4,9 @@ A quote hit is a gold answer string inside the quoted sentences (at most 3 sente
 what the answer path hands to the quote picker (grounding passed, top-k in rank order). Sentence vectors are
 cached, so the grid replays the scorer without the model.
 
+At full scale the constants are chosen once for all questions, then again for each question language from there
+(rag/quotes.py, BY_QUESTION_LANGUAGE); the report half shows both beside the shipped and the previous values.
+
 Usage: .venv/bin/python bench/tune_quotes.py [--scale small|full] [--embed-model SETTING] [--start shipped|previous]
 """
 
@@ -41,6 +44,19 @@ MAX_PASSES = 4
 MIN_GAIN = 0.01
 # The values of the release before the last tuning, reported beside the chosen ones.
 PREVIOUS = {"SIMILARITY_WEIGHT": 2.0, "FOLLOWS_WEIGHT": 0.5, "SKIP_ECHOES": False}
+
+
+LANGUAGES = ("zh", "en")  # question languages with their own constants
+
+
+def of_language(cases: dict[str, list], language: str | None) -> dict[str, list]:
+    """The questions of each set asked in ``language`` (all of them for None); sets left empty are dropped."""
+    if language is None:
+        return cases
+    from rag.language import detect_language
+
+    out = {label: [row for row in rows if detect_language(row[0]) == language] for label, rows in cases.items()}
+    return {label: rows for label, rows in out.items() if rows}
 
 
 class CachingRater:
@@ -156,44 +172,75 @@ def main() -> int:
             )
 
     defaults = {name: getattr(quotes, name) for name in GRID}
+    shipped_by_language = {lang: dict(values) for lang, values in quotes.BY_QUESTION_LANGUAGE.items()}
 
-    def tune_score(values: dict) -> float:
+    def apply(values: dict, by_language: dict) -> None:
         for name, value in values.items():
             setattr(quotes, name, value)
-        return statistics.mean(quote_hits(cases["tune"], raters).values())
+        quotes.BY_QUESTION_LANGUAGE = by_language
+
+    def tune_score(values: dict, language: str | None = None) -> float:
+        apply(values, {})
+        return statistics.mean(quote_hits(of_language(cases["tune"], language), raters).values())
 
     previous = {**defaults, **PREVIOUS}
     start = previous if args.start == "previous" else dict(defaults)
     chosen = coordinate_ascent(tune_score, start) if args.scale == "full" else dict(defaults)
-    for name, value in chosen.items():
-        setattr(quotes, name, value)
     print("chosen on the tune half: " + ", ".join(f"{k}={v}" for k, v in chosen.items()))
+    # Then again for each question language from the shared choice, on that language's tune questions only: the
+    # shared values trade English same-language quote hits for Chinese ones (rag/quotes.py, BY_QUESTION_LANGUAGE).
+    by_language: dict[str, dict] = {}
+    if args.scale == "full":
+        for language in LANGUAGES:
+            print(f"\n# {language} questions")
+            own = coordinate_ascent(lambda values, lang=language: tune_score(values, lang), chosen)
+            by_language[language] = {k: v for k, v in own.items() if v != chosen[k]}
+    else:
+        by_language = shipped_by_language
+    print("chosen per question language: " + json.dumps(by_language))
 
     from ingest import chunking
 
     joined = chunking.JOIN_CONTINUATIONS
-    # Side by side in this run: the chosen values, the ones rag/quotes.py ships, the previous release's, and the
-    # chosen ones with the other line joining (ingest/chunking.py, JOIN_CONTINUATIONS).
+    # Side by side in this run: the chosen values (per question language, and one set for all), the ones
+    # rag/quotes.py ships, the previous release's, and the chosen ones with the other line joining
+    # (ingest/chunking.py, JOIN_CONTINUATIONS).
     variants = {
-        "chosen": (chosen, joined),
-        "shipped": (defaults, joined),
-        "previous": (previous, joined),
-        f"chosen, JOIN_CONTINUATIONS={not joined}": (chosen, not joined),
+        "chosen per language": (chosen, by_language, joined),
+        "chosen, one set": (chosen, {}, joined),
+        "shipped": (defaults, shipped_by_language, joined),
+        "previous": (previous, {}, joined),
+        f"chosen, JOIN_CONTINUATIONS={not joined}": (chosen, by_language, not joined),
     }
-    results = {"meta": meta, "chosen": chosen, "shipped": defaults, "previous": PREVIOUS, "halves": {}}
+    results = {
+        "meta": meta,
+        "chosen": chosen,
+        "chosen_by_language": by_language,
+        "shipped": defaults,
+        "shipped_by_language": shipped_by_language,
+        "previous": PREVIOUS,
+        "halves": {},
+    }
     for split in ("tune", "report"):
-        hits, sizes = {}, {}
-        for label, (values, join) in variants.items():
-            for name, value in values.items():
-                setattr(quotes, name, value)
+        hits, sizes, by_question_language = {}, {}, {}
+        for label, (values, own, join) in variants.items():
+            apply(values, own)
             chunking.JOIN_CONTINUATIONS = join
             quoted: list[tuple[int, int]] = []
             hits[label] = quote_hits(cases[split], raters, quoted)
             sizes[label] = (statistics.mean(n for n, _ in quoted), statistics.mean(c for _, c in quoted))
-        for name, value in chosen.items():
-            setattr(quotes, name, value)
+            by_question_language[label] = {
+                language: statistics.mean(quote_hits(of_language(cases[split], language), raters).values())
+                for language in LANGUAGES
+            }
+        apply(chosen, by_language)
         chunking.JOIN_CONTINUATIONS = joined
-        results["halves"][split] = {"quote_hit": hits, "quote_size": sizes, "context_recall": context[split]}
+        results["halves"][split] = {
+            "quote_hit": hits,
+            "quote_hit_by_question_language": by_question_language,
+            "quote_size": sizes,
+            "context_recall": context[split],
+        }
         print(f"\n## {split} half: quote hit")
         print("| set | context recall | " + " | ".join(variants) + " |")
         print("|---|---|" + "---|" * len(variants))
@@ -201,6 +248,9 @@ def main() -> int:
             row = [context[split][name]] + [hits[label][name] for label in variants]
             print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
         print("| mean | | " + " | ".join(f"{statistics.mean(hits[label].values()):.3f}" for label in variants) + " |")
+        for language in LANGUAGES:
+            means = " | ".join(f"{by_question_language[label][language]:.3f}" for label in variants)
+            print(f"| mean, {language} questions | | {means} |")
         size_cells = " | ".join(f"{n:.2f} / {c:.0f}" for n, c in sizes.values())
         print(f"| sentences / characters per quote | | {size_cells} |")
     results["chunk_size"] = service.settings.chunk_size

@@ -76,6 +76,11 @@ SAME_LANGUAGE_COMPANIONS = True
 # quotes the question (the guide's example `python -m rag ask "How large can an upload be?"`). It is skipped when
 # every one of its words is a question word, or when it holds the whole question, question mark included.
 SKIP_ECHOES = True
+# The constants above chosen again for each question language, on that language's tune questions
+# (bench/tune_quotes.py): only the ones that differ from the shared values. Empty: on the doubled dev sets English
+# questions chose RANK_WEIGHT 0 and no SAME_LANGUAGE_COMPANIONS (their tune half 0.746 -> 0.778) and gained nothing on
+# the report half (0.756 -> 0.756; English over English 0.81 -> 0.76); Chinese questions kept the shared values.
+BY_QUESTION_LANGUAGE: dict[str, dict[str, Any]] = {}
 _ASKS = re.compile(r"[?？]\s*$")
 _ANNOUNCES = re.compile(r"[:：]\s*$")
 _WANTS_NUMBER = re.compile(
@@ -138,17 +143,18 @@ def choose_quotes(
     tokens = keyword_tokens(question)
     wants_number = bool(_WANTS_NUMBER.search(question))
     language = detect_language(question)
+    tuned = _Tuned(language)
     sentence_tokens = [keyword_tokens(s.text) for s in sentences]
     sentence_language = [detect_language(s.text) for s in sentences]
     overlap = [term_coverage(tokens, own, dict(idf) if idf else None) for own in sentence_tokens]
-    if TRANSLATED_OVERLAP and translated:
+    if tuned.TRANSLATED_OVERLAP and translated:
         total = sum(translated.values())
         for i, own in enumerate(sentence_tokens):
             if total > 0 and sentence_language[i] != language:
                 held = set(own)
                 overlap[i] = max(overlap[i], sum(w for t, w in translated.items() if t in held) / total)
     prior = [
-        RANK_WEIGHT / (1 + s.hit_rank) + (NUMBER_WEIGHT if wants_number and _DIGIT.search(s.text) else 0.0)
+        tuned.RANK_WEIGHT / (1 + s.hit_rank) + (tuned.NUMBER_WEIGHT if wants_number and _DIGIT.search(s.text) else 0.0)
         for s in sentences
     ]
     asked, asking = set(tokens), _canon(question)
@@ -158,22 +164,24 @@ def choose_quotes(
     # "Manaiakalani".
     quotable = {
         i for i in rateable
-        if not (SKIP_QUESTIONS and _ASKS.search(sentences[i].text))
-        and not (SKIP_ECHOES and _echoes(asked, asking, sentences[i].text, sentence_tokens[i]))
+        if not (tuned.SKIP_QUESTIONS and _ASKS.search(sentences[i].text))
+        and not (tuned.SKIP_ECHOES and _echoes(asked, asking, sentences[i].text, sentence_tokens[i]))
     }  # fmt: skip
     if not quotable:
         return []
     # Embedding every sentence of five chunks costs more than the question is worth: pre-select by cheap signals.
-    shortlist = sorted(rateable, key=lambda i: OVERLAP_WEIGHT * overlap[i] + prior[i], reverse=True)[:CANDIDATES]
+    shortlist = sorted(rateable, key=lambda i: tuned.OVERLAP_WEIGHT * overlap[i] + prior[i], reverse=True)[
+        : tuned.CANDIDATES
+    ]
     if not quotable & set(shortlist):
         return []
     rated = dict.fromkeys(shortlist, 0.0)
-    if similarity is not None and SIMILARITY_WEIGHT > 0:
+    if similarity is not None and tuned.SIMILARITY_WEIGHT > 0:
         texts = [sentences[i].text for i in shortlist]
-        values = _rate(question, texts, similarity)
+        values = _rate(question, texts, similarity, tuned.SIMILARITY_SCALE)
         rated.update(zip(shortlist, (float(v) for v in values), strict=True))
-    own = {i: SIMILARITY_WEIGHT * rated[i] + OVERLAP_WEIGHT * overlap[i] + prior[i] for i in shortlist}
-    score = {i: own[i] + FOLLOWS_WEIGHT * _before(sentences, i, own) for i in shortlist}
+    own = {i: tuned.SIMILARITY_WEIGHT * rated[i] + tuned.OVERLAP_WEIGHT * overlap[i] + prior[i] for i in shortlist}
+    score = {i: own[i] + tuned.FOLLOWS_WEIGHT * _before(sentences, i, own) for i in shortlist}
     best = max((i for i in shortlist if i in quotable), key=score.__getitem__)
     picked = [best]
     if _ANNOUNCES.search(sentences[best].text):  # "...four parts:" -> the parts are the answer
@@ -181,30 +189,41 @@ def choose_quotes(
     else:
         languages = {language, sentence_language[best]}
         for i in sorted(shortlist, key=score.__getitem__, reverse=True):
-            if i in picked or i not in quotable or len(picked) >= MAX_SENTENCES:
+            if i in picked or i not in quotable or len(picked) >= tuned.MAX_SENTENCES:
                 continue
-            if score[i] < SECOND_SENTENCE_SHARE * score[best]:
+            if score[i] < tuned.SECOND_SENTENCE_SHARE * score[best]:
                 continue
-            if SAME_LANGUAGE_COMPANIONS and sentence_language[i] not in languages:
+            if tuned.SAME_LANGUAGE_COMPANIONS and sentence_language[i] not in languages:
                 continue
             if any(sentences[j].text == sentences[i].text for j in picked):  # overlapping chunks repeat sentences
                 continue
-            if FOLLOW_ANNOUNCEMENTS and _ANNOUNCES.search(sentences[i].text):
+            if tuned.FOLLOW_ANNOUNCEMENTS and _ANNOUNCES.search(sentences[i].text):
                 followers = [j for j in _followers(sentences, i) if j not in picked]
                 if followers:  # an announcement quoted without what it announces answers nothing
-                    picked += [i, *followers][: MAX_SENTENCES - len(picked)]
+                    picked += [i, *followers][: tuned.MAX_SENTENCES - len(picked)]
                 continue
             picked.append(i)
     return _as_quotes(sentences, picked)
 
 
-def _rate(question: str, texts: list[str], similarity: Callable[..., np.ndarray]) -> np.ndarray:
+def _rate(question: str, texts: list[str], similarity: Callable[..., np.ndarray], scale: str) -> np.ndarray:
     """Similarities of ``texts`` to the question, on the scale SIMILARITY_SCALE names."""
-    if SIMILARITY_SCALE == "stretch":
+    if scale == "stretch":
         values = np.asarray(similarity(question, texts, clip=False), dtype=np.float64)
         spread = float(values.max() - values.min()) if len(values) else 0.0
         return (values - values.min()) / spread if spread > 0 else np.ones_like(values)
     return np.asarray(similarity(question, texts), dtype=np.float64)
+
+
+class _Tuned:
+    """The scorer's constants for questions in one language: BY_QUESTION_LANGUAGE's where it has them, else the shared
+    ones. Read at call time, so that tests and bench/tune_quotes.py can set either."""
+
+    def __init__(self, language: str) -> None:
+        self._own = BY_QUESTION_LANGUAGE.get(language, {})
+
+    def __getattr__(self, name: str) -> Any:
+        return self._own[name] if name in self._own else globals()[name]
 
 
 def _echoes(asked: set[str], asking: str, text: str, own: list[str]) -> bool:
