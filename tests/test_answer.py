@@ -264,6 +264,26 @@ def test_quote_similarity_past_the_top_of_the_range_keeps_its_order_when_stretch
     assert quote.text == ("Der Himmel ist blau." if scale == "clip" else "Das Abzeichen ist türkis.")
 
 
+@pytest.mark.parametrize("overridden", ["en", "zh"])
+def test_quote_constants_of_the_question_language_override_the_shared_ones(monkeypatch, overridden) -> None:
+    """BY_QUESTION_LANGUAGE: an English question reads the English values, never the Chinese ones."""
+    import rag.quotes
+
+    monkeypatch.setattr(rag.quotes, "SIMILARITY_SCALE", "clip")
+    monkeypatch.setattr(rag.quotes, "SECOND_SENTENCE_SHARE", 1.01)
+    monkeypatch.setattr(rag.quotes, "FOLLOWS_WEIGHT", 0.0)
+    monkeypatch.setattr(rag.quotes, "BY_QUESTION_LANGUAGE", {overridden: {"SIMILARITY_SCALE": "stretch"}})
+    source = hit("Der Himmel ist blau. Die Wiese ist grün. Das Abzeichen ist türkis.")
+    raw = {"Der Himmel ist blau.": 1.4, "Die Wiese ist grün.": 0.1, "Das Abzeichen ist türkis.": 2.5}
+
+    def similarity(question: str, sentences: list[str], clip: bool = True):
+        values = np.array([raw[s] for s in sentences])
+        return np.clip(values, 0.0, 1.0) if clip else values
+
+    [quote] = choose_quotes("What colour is the badge?", [source], similarity)[:1]
+    assert quote.text == ("Das Abzeichen ist türkis." if overridden == "en" else "Der Himmel ist blau.")
+
+
 @pytest.mark.parametrize("skip", [False, True])
 def test_a_sentence_that_asks_is_not_quoted_as_the_answer(monkeypatch, skip) -> None:
     """A heading phrased as a question resembles the user's question most and answers nothing."""
