@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 
 # A sentence ends after CJK terminal punctuation (with any closing quotes), or after . ! ? followed by a space.
 _SENTENCE_END = re.compile(r"(?<=[。！？；…!?;])[”」』）)\"']*|(?<=[.!?])[\"')\]]*(?=\s)")
+# A period after these does not end the sentence: "The Milky Way is called Lodde-raiddaras (lit. bird path)".
+_ABBREVIATION = re.compile(
+    r"(?:^|[\s(\[])(?:lit|e\.g|i\.e|cf|vs|viz|approx|ca|fig|figs|eq|vol|pp|mr|mrs|ms|dr|prof|st|jr|sr|et al)\.$",
+    re.IGNORECASE,
+)
 _SECONDARY = r"[^,.;，、；。？！]+[,.;，、；。？！]?|[,.;，、；。？！]"
 _MEANINGFUL = re.compile(r"[^\W\d_]", re.UNICODE)
 
@@ -26,6 +31,8 @@ _MEANINGFUL = re.compile(r"[^\W\d_]", re.UNICODE)
 # A line ends with sentence punctuation, or starts a list item: the author ended it, not the page's width.
 _LINE_END = (".", "!", "?", ":", ";", "。", "！", "？", "：", "；", "…")
 _LIST_START = re.compile(r"^\s*([-*•·]|\d+[.)])\s")
+# A line that is not indented, not a Markdown heading, quote or table row, a blank line, then lower case.
+_CUT_PHRASE = re.compile(r"^(?P<phrase>[^\s#>|][^\n]*)\n[ \t]*\n(?=[a-z])", re.MULTILINE)
 FULL_LINE = 60  # display columns: a PDF line this wide was wrapped by the layout, not ended by the author
 # Join a line that goes on in lower case to the one before (hard-wrapped text and Markdown). bench/tune_quotes.py
 # measures quotes with and without it in one run.
@@ -47,9 +54,13 @@ def unwrap_lines(text: str) -> str:
     Extracted PDF text breaks every printed line, and text and Markdown files are often wrapped by their editor (or
     one clause per line); shown as is, a highlighted sentence becomes a ragged staircase, and a quote picked line by
     line stops mid-sentence ("The very first article about Python was"). A line counts as wrapped when it does not
-    end a sentence and is nearly full width, or the next line goes on in lower case (neither indented: code keeps its
-    lines). Chinese lines join without a space.
+    end a sentence and is nearly full width, or the next line goes on in lower case or closes a bracket the line
+    opened ("in hexadecimal (base" / "16), again giving...") (neither indented: code keeps its lines). A short phrase
+    that a blank line cuts off from the lower-case rest of its sentence (web pages turned to text: "Mother Hen
+    (Kvachka)" / "" / "is the best-known constellation") joins it too. Chinese lines join without a space.
     """
+    if JOIN_CONTINUATIONS:
+        text = _CUT_PHRASE.sub(_join_cut_phrase, text)
     lines = text.split("\n")
     out = lines[0]
     for previous, line in itertools.pairwise(lines):
@@ -71,8 +82,24 @@ def unwrap_lines(text: str) -> str:
 
 
 def _continues(prev: str, line: str) -> bool:
-    """``line`` carries on ``prev``'s sentence: it starts with a lower-case Latin letter and neither is indented."""
-    return line[:1].isascii() and line[:1].islower() and not prev[:1].isspace()
+    """``line`` carries on ``prev``'s sentence: it starts with a lower-case Latin letter, or ``prev`` leaves a bracket
+    open, and neither is indented."""
+    if prev[:1].isspace() or line[:1].isspace():
+        return False
+    opened = prev.count("(") > prev.count(")") or prev.count("[") > prev.count("]")
+    return opened or (line[:1].isascii() and line[:1].islower())
+
+
+def _join_cut_phrase(match: re.Match[str]) -> str:
+    phrase = match.group("phrase")
+    if (
+        _width(phrase) >= FULL_LINE
+        or phrase.rstrip().endswith(_LINE_END)
+        or _LIST_START.match(phrase)
+        or any(_is_wide(ch) for ch in phrase)  # a Chinese heading before an English word is not one sentence
+    ):
+        return match.group(0)
+    return phrase.rstrip() + " "
 
 
 def split_sentences(text: str) -> list[str]:
@@ -80,6 +107,8 @@ def split_sentences(text: str) -> list[str]:
     pieces, start = [], 0
     for match in _SENTENCE_END.finditer(text):
         end = match.end()
+        if _ABBREVIATION.search(text, max(start, end - 8), end):
+            continue
         if end > start:
             pieces.append(text[start:end])
             start = end

@@ -43,6 +43,17 @@ def test_split_sentences_english_needs_a_space_after_the_period() -> None:
     assert split_sentences(text) == ["Pi is 3.14 today.", " Is it?", " Yes!", " See example.com now."]
 
 
+def test_split_sentences_does_not_end_at_an_abbreviation() -> None:
+    """A quote cut at "(lit." stops before the answer ("bird path")."""
+    text = "The Milky Way is Lodde-raiddaras (lit. bird path). Only INET (i.e. IPv4) sockets, e.g. TCP. Say no. Go."
+    assert split_sentences(text) == [
+        "The Milky Way is Lodde-raiddaras (lit. bird path).",
+        " Only INET (i.e. IPv4) sockets, e.g. TCP.",
+        " Say no.",  # a word that is also an abbreviation elsewhere ("no. 5") still ends a sentence
+        " Go.",
+    ]
+
+
 def test_split_sentences_mixed_scripts() -> None:
     text = "RAG 很有用。It works well. 真的吗？Yes."
     assert split_sentences(text) == ["RAG 很有用。", "It works well.", " 真的吗？", "Yes."]

@@ -220,6 +220,25 @@ def test_unwrap_joins_a_hard_wrapped_sentence() -> None:
     assert unwrap_lines(text) == "The first article about Python was written in 1991 and is now outdated.\nNext one."
 
 
+def test_unwrap_joins_a_line_that_closes_the_bracket_the_line_before_opened() -> None:
+    text = "It expresses a float in hexadecimal (base\n16), giving the exact value.\n(Next)\n16"
+    assert unwrap_lines(text) == "It expresses a float in hexadecimal (base 16), giving the exact value.\n(Next)\n16"
+    assert unwrap_lines("x = f(a,\n      b)") == "x = f(a,\n      b)"  # code keeps its lines
+
+
+def test_unwrap_joins_a_phrase_a_blank_line_cut_from_its_sentence() -> None:
+    """Web pages turned to text set a bold name apart from the rest of its sentence."""
+    text = "Constellations\n\nMother Hen (Kvachka) [Quatʃka]\n\nis the best-known constellation."
+    assert unwrap_lines(text) == "Constellations\n\nMother Hen (Kvachka) [Quatʃka] is the best-known constellation."
+    for kept in (
+        "## Install\n\npip install it",  # a Markdown heading
+        "3.2 Prompt(提示词)\n\nprompt(提示词)是我们和 LLM 互动最常用的方式",  # a Chinese heading, then an English word
+        "It ends here:\n\nlower case after a colon",
+        f"{WRAPPED}\n\nnew paragraph",  # a full line: the paragraph ended
+    ):
+        assert unwrap_lines(kept) == kept
+
+
 def test_unwrap_joins_chinese_without_a_space() -> None:
     line = "引用标记的颜色是青色，每个答案的来源都显示在答案下方，包括文件名和页码"  # 35 wide characters = 70 columns
     assert unwrap_lines(f"{line}\n方便核对。\n下一行") == f"{line}方便核对。\n下一行"
