@@ -17,13 +17,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from llama_index.core.node_parser import SentenceSplitter
 
-# A sentence ends after CJK terminal punctuation (with any closing quotes), or after . ! ? followed by a space.
-_SENTENCE_END = re.compile(r"(?<=[。！？；…!?;])[”」』）)\"']*|(?<=[.!?])[\"')\]]*(?=\s)")
-# A period after these does not end the sentence: "The Milky Way is called Lodde-raiddaras (lit. bird path)".
+# A sentence ends after CJK terminal punctuation, or after . ! ? followed by a space; closing quotes and brackets
+# and reference markers (Wikipedia's "...in 1991.[42] Its", "...。[3]") stay with the sentence they close.
+_CLOSING = r"(?:[”’」』）)\]\"'»]|\[[^\[\]\n]{1,30}\])*"
+_SENTENCE_END = re.compile(rf"(?<=[。！？；…!?;]){_CLOSING}|(?<=[.!?]){_CLOSING}(?=\s)")
+# A period after these does not end the sentence: "The Milky Way is called Lodde-raiddaras (lit. bird path)", nor
+# after an initial or an initialism ("George W. Bush", "Washington, D.C. and"), nor after "No." or "c." before a
+# number ("No. 1", "born c. 1956").
 _ABBREVIATION = re.compile(
-    r"(?:^|[\s(\[])(?:lit|e\.g|i\.e|cf|vs|viz|approx|ca|fig|figs|eq|vol|pp|mr|mrs|ms|dr|prof|st|jr|sr|et al)\.$",
+    r"(?:(?:^|[\s(\[])(?:lit|e\.g|i\.e|cf|vs|viz|approx|ca|fig|figs|eq|vol|pp|mr|mrs|ms|dr|prof|st|jr|sr|et al"
+    r"|jan|feb|apr|jun|jul|aug|sept?|oct|nov|dec|gen|gov|sen|rep|lt|col|capt|sgt|mt|ft|inc|ltd|corp|(?-i:[A-Z]))"
+    r"|\b(?:[^\W\d_]\.)+[^\W\d_])\.$",
     re.IGNORECASE,
 )
+_NEXT_CHARACTER = re.compile(r"\s*(\S)")
+_BEFORE_NUMBER = re.compile(r"(?:^|[\s(\[])(?:no|nos|c|p|art|sec|ch|op|ed)\.$", re.IGNORECASE)
 _SECONDARY = r"[^,.;，、；。？！]+[,.;，、；。？！]?|[,.;，、；。？！]"
 _MEANINGFUL = re.compile(r"[^\W\d_]", re.UNICODE)
 
@@ -102,12 +110,26 @@ def _join_cut_phrase(match: re.Match[str]) -> str:
     return phrase.rstrip() + " "
 
 
+def _continues_after_period(text: str, period: int, end: int) -> bool:
+    """Whether the period ending at ``period`` (its closing quotes and brackets end at ``end``) ends no sentence:
+    after an abbreviation or an initial, "No." before a number, or when the next word goes on in lower case ("in the
+    U.S.) won 3 games", "etc. and")."""
+    following = _NEXT_CHARACTER.match(text, end)
+    after = following.group(1) if following else ""
+    if after.islower() and after.isascii():
+        return True
+    begin = max(0, period - 10)
+    if after.isdigit() and _BEFORE_NUMBER.search(text, begin, period):
+        return True
+    return bool(_ABBREVIATION.search(text, begin, period))
+
+
 def split_sentences(text: str) -> list[str]:
     """Split keeping every character, so chunks joined back are the original text."""
     pieces, start = [], 0
     for match in _SENTENCE_END.finditer(text):
         end = match.end()
-        if _ABBREVIATION.search(text, max(start, end - 8), end):
+        if text[match.start() - 1] == "." and _continues_after_period(text, match.start(), end):
             continue
         if end > start:
             pieces.append(text[start:end])

@@ -385,7 +385,10 @@ def _read_markdown(path: Path, options: ReadOptions) -> Iterator[PageText]:
 # HTML
 # --------------------------------------------------------------------------------------------------------------------
 
-_HTML_DROP = ("script", "style", "noscript", "template", "head", "svg", "iframe")
+_HTML_DROP = ("script", "style", "noscript", "template", "head", "svg", "iframe", "nav")
+# Page furniture that is not the document: navigation, and the reference markers ("[42]"), "[edit]" links and
+# navigation boxes of MediaWiki pages (Wikipedia saved from a browser), which would otherwise sit inside sentences.
+_HTML_DROP_CLASSES = ("reference", "mw-editsection", "mw-jump-link", "navbox", "mw-cite-backlink")
 _HTML_BLOCKS = (
     "address", "article", "aside", "blockquote", "body", "caption", "dd", "details", "dialog", "div", "dl", "dt",
     "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li",
@@ -431,7 +434,11 @@ def html_to_text(markup: str) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "looks like a URL/XML" hints meant for developers, not users
         soup = BeautifulSoup(markup, "html.parser")
-    for tag in soup.find_all(_HTML_DROP):
+    for tag in [
+        *soup.find_all(_HTML_DROP),
+        *soup.find_all(class_=_HTML_DROP_CLASSES),
+        *soup.find_all(attrs={"role": "navigation"}),
+    ]:
         tag.decompose()
     for string in soup.find_all(string=True):
         if type(string) is NavigableString and string.find_parent("pre") is None:  # not comments or doctypes

@@ -519,3 +519,20 @@ def test_server_token_estimate_never_undercounts_chinese_for_an_english_tokenize
     text = (Path(__file__).resolve().parents[1] / "data" / "用户指南.md").read_text(encoding="utf-8")[:2000]
     assert model.count_tokens(text) >= 2361
     assert model.count_tokens("The citation badge colour is teal. " * 50) >= 1750 // 3.7
+
+
+def test_a_wikipedia_style_paragraph_is_quoted_by_the_sentence() -> None:
+    """Reference markers after the periods ("...Rossum.[42] Its...") once hid every sentence end: the paragraph was
+    one sentence, cut at 500 characters before the answer."""
+    paragraph = (
+        "Python was conceived in the late 1980s[41] by Guido van Rossum at Centrum Wiskunde & Informatica in the "
+        "Netherlands as a successor to the ABC programming language.[42] Van Rossum shouldered sole responsibility for "
+        "the project, as the lead developer, until 12 July 2018, when he announced his permanent vacation from his "
+        "responsibilities as the language's benevolent dictator for life.[43] In January 2019, active core developers "
+        "elected a five-member Steering Council to lead the project.[44][45] Python 2.0 added list comprehensions and "
+        "a cycle-detecting garbage collector.[46] Python 3.0 was a major revision that is not completely backward "
+        "compatible with earlier versions.[47] The interpreter's implementation began in December 1989.[48]"
+    )
+    texts = [q.text for q in choose_quotes("When did the implementation of the interpreter begin?", [hit(paragraph)])]
+    assert "The interpreter's implementation began in December 1989.[48]" in texts
+    assert all(len(text) < 200 for text in texts)

@@ -54,6 +54,40 @@ def test_split_sentences_does_not_end_at_an_abbreviation() -> None:
     ]
 
 
+def test_split_sentences_keeps_reference_markers_with_their_sentence() -> None:
+    """Wikipedia-style text: "[42]" after the period hid every sentence end, so a whole paragraph was one
+    "sentence" and a quote was a 500-character cut of it."""
+    text = (
+        "Python was conceived in the late 1980s[41] by Guido van Rossum.[42] Its implementation began in December "
+        "1989.[43][44] He announced a “permanent vacation.”[45] A council was elected.[citation needed] "
+        "它是一种语言。[1]它很好。"
+    )
+    assert split_sentences(text) == [
+        "Python was conceived in the late 1980s[41] by Guido van Rossum.[42]",
+        " Its implementation began in December 1989.[43][44]",
+        " He announced a “permanent vacation.”[45]",
+        " A council was elected.[citation needed]",
+        " 它是一种语言。[1]",
+        "它很好。",
+    ]
+
+
+def test_split_sentences_does_not_end_at_initials_numbers_or_before_lower_case() -> None:
+    text = (
+        "George W. Bush met J. R. R. Tolkien. The Cardinals (No. 1 in the U.S.) won 3 games. He was born c. 1956 in "
+        "Washington, D.C. and died in 2001. It was Jan. 5, etc. and so on. Say no. World War II. Next."
+    )
+    assert split_sentences(text) == [
+        "George W. Bush met J. R. R. Tolkien.",
+        " The Cardinals (No. 1 in the U.S.) won 3 games.",
+        " He was born c. 1956 in Washington, D.C. and died in 2001.",
+        " It was Jan. 5, etc. and so on.",
+        " Say no.",  # "No. 1" is "number 1"; this one ends its sentence
+        " World War II.",
+        " Next.",
+    ]
+
+
 def test_split_sentences_mixed_scripts() -> None:
     text = "RAG 很有用。It works well. 真的吗？Yes."
     assert split_sentences(text) == ["RAG 很有用。", "It works well.", " 真的吗？", "Yes."]

@@ -605,6 +605,19 @@ def test_html_visible_text_only(tmp_path: Path) -> None:
     ]
 
 
+def test_html_drops_navigation_and_mediawiki_markers(tmp_path: Path) -> None:
+    """A Wikipedia page saved from a browser: menus, "[edit]" links and reference markers are not the article."""
+    page = """<html><body><nav><a href="/">Main page</a> <a>Random article</a></nav>
+    <div role="navigation">Contents</div>
+    <h2>History<span class="mw-editsection">[<a>edit</a>]</span></h2>
+    <p>Python was conceived in the late 1980s<sup class="reference"><a>[41]</a></sup> by Guido van Rossum.<sup
+    id="cite_ref-2" class="reference"><a>[42]</a></sup> Work began in December 1989.</p>
+    <table class="navbox"><tr><td>Programming languages</td></tr></table></body></html>"""
+    assert read(write(tmp_path, "Python.html", page.encode())) == [
+        ("History\nPython was conceived in the late 1980s by Guido van Rossum. Work began in December 1989.", None)
+    ]
+
+
 def test_html_uses_declared_charset(tmp_path: Path) -> None:
     page = f'<html><head><meta charset="gb2312"></head><body><p>{SIMPLIFIED}</p></body></html>'
     assert read(write(tmp_path, "zh.htm", page.encode("gb18030"))) == [(normalize_text(SIMPLIFIED), None)]
