@@ -20,6 +20,7 @@ BENCHES = {
     "retrieval": ["bench/tune_retrieval.py"],  # hit@k by language pair (tune/report halves)
     "grounding": ["bench/calibrate_grounding.py"],  # answered / refused, by question language
     "quotes": ["bench/tune_quotes.py"],  # quote hit by language pair
+    "markers": ["bench/quote_markers.py"],  # quote hit on Wikipedia-style text (reference markers after sentences)
     "answers": ["bench/answer_eval.py"],  # end to end: context recall, quote / answer / shown hit, both modes
     "encode": ["bench/encode_bench.py"],  # e5 vs MiniLM passages/s, side by side
     "ingest": ["bench/ingest_bench.py"],  # ingest efficiency on many small files and a few large ones, vs the starter
