@@ -160,22 +160,44 @@ def is_boilerplate(chunk: str) -> bool:
     return len(_MEANINGFUL.findall(chunk)) < 2
 
 
+# A page number before or after a running header or footer ("12 ACME Handbook", "https://example.org/page 3/25"), or
+# the whole line ("Page 3 of 12"): the line differs on every page only by it.
+_PAGE_LINE = re.compile(
+    r"page\s*\d{1,4}(?:\s*(?:/|of)\s*\d{1,4})?|第\s*\d{1,4}\s*[页頁](?:\s*[,，/]?\s*共\s*\d{1,4}\s*[页頁])?",
+    re.IGNORECASE,
+)
+_TRAILING_PAGE = re.compile(r"\s+\d{1,3}(?:\s*(?:/|of)\s*\d{1,4})?$")
+_LEADING_PAGE = re.compile(r"^\d{1,3}\s+")
+
+
+def _furniture_key(line: str) -> str:
+    """The line without its page number (a bare number stays itself: it may be a table's value)."""
+    line = line.strip()
+    if _PAGE_LINE.fullmatch(line):
+        return "page #"
+    key = _TRAILING_PAGE.sub("", line)
+    key = key if key != line else _LEADING_PAGE.sub("", line)
+    return key if _MEANINGFUL.search(key) else line
+
+
 def repeated_lines(pages: Iterable[str], min_pages: int = 3, share: float = 0.6) -> set[str]:
-    """Lines (running headers and footers) that stand on most pages of a multi-page document."""
+    """Lines (running headers and footers) that stand on most pages of a multi-page document, as their keys
+    (without the page number)."""
     page_list = list(pages)
     if len(page_list) < min_pages:
         return set()
     counts: Counter[str] = Counter()
     for text in page_list:
-        counts.update({line.strip() for line in text.splitlines() if line.strip()})
+        counts.update({_furniture_key(line) for line in text.splitlines() if line.strip()})
     limit = max(min_pages, share * len(page_list))
-    return {line for line, n in counts.items() if n >= limit and len(line) < 200}
+    return {key for key, n in counts.items() if n >= limit and len(key) < 200}
 
 
 def strip_lines(text: str, lines: set[str]) -> str:
+    """``text`` without the lines whose key ``repeated_lines`` found."""
     if not lines:
         return text
-    return "\n".join(line for line in text.splitlines() if line.strip() not in lines).strip()
+    return "\n".join(line for line in text.splitlines() if _furniture_key(line) not in lines).strip()
 
 
 def chunk_page(splitter: SentenceSplitter, text: str) -> list[str]:

@@ -244,6 +244,18 @@ def test_repeated_lines_finds_running_headers_and_footers() -> None:
     assert all("ACME" not in p and "Confidential" not in p for p in stripped)
 
 
+def test_repeated_lines_differing_only_by_the_page_number_are_furniture() -> None:
+    """A browser's printed page ends with the address and "3/25"; word processors put "Page 3 of 12" or
+    "第 3 页 共 12 页": the line differs on every page only by its number."""
+    pages = [
+        f"{n} ACME Handbook\nPython {n} body text, item {n}.\n{n}\nPage {n} of 4\n第 {n} 页 共 4 页\n"
+        f"https://en.wikipedia.org/wiki/Python_(programming_language) {n}/4"
+        for n in range(1, 5)
+    ]
+    stripped = [strip_lines(p, repeated_lines(pages)) for p in pages]
+    assert stripped[2] == "Python 3 body text, item 3.\n3"  # a bare number may be a table's value: kept
+
+
 def test_repeated_lines_needs_enough_pages() -> None:
     assert repeated_lines(five_pages()[:2]) == set()
     assert repeated_lines(["Header\nbody one", "Header\nbody two", "Header\nbody three"]) == {"Header"}
