@@ -217,3 +217,17 @@ def test_question_words_translated_find_the_passage_in_the_other_language(
     found = en.candidates("引用标记显示在哪里？", 5, translate=True)
     assert found.translated and any("citation" in found.rows[cid].text.lower() for cid in found.translated)
     assert not zh.candidates("What is the default number of chunks?", 5, translate=False).translated
+
+
+def test_a_wikipedia_page_saved_from_the_browser_is_quoted_by_the_sentence(tmp_path: Path) -> None:
+    """Reader, chunking, search and quotes on a MediaWiki page (our own text, Wikipedia's markup): menus, "[edit]"
+    links and reference markers stay out, and the quote is the sentence that answers, not a cut of its paragraph."""
+    service = RagService(Settings(_env_file=None, store_dir=tmp_path / "store", n_ctx=2048))
+    assert not service.ingestor.ingest_paths([ROOT / "tests" / "fixtures" / "wiki-style.html"]).failed
+    answer = service.answerer.stream("When was the lighthouse lamp converted to electricity?", mode="quotes")
+    assert not answer.abstained
+    texts = [q.text for q in answer.quotes]
+    assert "The lamp was converted to electricity in 1931, when a cable was laid across the estuary." in texts
+    assert all(len(text) < 200 for text in texts)
+    chunks = " ".join(h.text for h in answer.sources)
+    assert "Main page" not in chunks and "edit]" not in chunks and "[13]" not in chunks
