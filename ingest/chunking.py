@@ -111,7 +111,7 @@ def _join_cut_phrase(match: re.Match[str]) -> str:
 
 
 def _continues_after_period(text: str, period: int, end: int) -> bool:
-    """Whether the period ending at ``period`` (its closing quotes and brackets end at ``end``) ends no sentence:
+    """Whether the period before index ``period`` (its closing quotes and brackets end at ``end``) ends no sentence:
     after an abbreviation or an initial, "No." before a number, or when the next word goes on in lower case ("in the
     U.S.) won 3 games", "etc. and")."""
     following = _NEXT_CHARACTER.match(text, end)

@@ -386,9 +386,10 @@ def _read_markdown(path: Path, options: ReadOptions) -> Iterator[PageText]:
 # --------------------------------------------------------------------------------------------------------------------
 
 _HTML_DROP = ("script", "style", "noscript", "template", "head", "svg", "iframe", "nav")
-# Page furniture that is not the document: navigation, and the reference markers ("[42]"), "[edit]" links and
-# navigation boxes of MediaWiki pages (Wikipedia saved from a browser), which would otherwise sit inside sentences.
-_HTML_DROP_CLASSES = ("reference", "mw-editsection", "mw-jump-link", "navbox", "mw-cite-backlink")
+# Page furniture that is not the document: navigation, and the "[edit]" links and navigation boxes of MediaWiki pages
+# (Wikipedia saved from a browser) and their reference markers, <sup class="reference">[42]</sup>, which would
+# otherwise sit inside sentences. Only a <sup>: Sphinx marks every cross-reference link class="reference".
+_HTML_DROP_CLASSES = ("mw-editsection", "mw-jump-link", "navbox", "mw-cite-backlink")
 _HTML_BLOCKS = (
     "address", "article", "aside", "blockquote", "body", "caption", "dd", "details", "dialog", "div", "dl", "dt",
     "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li",
@@ -437,6 +438,7 @@ def html_to_text(markup: str) -> str:
     for tag in [
         *soup.find_all(_HTML_DROP),
         *soup.find_all(class_=_HTML_DROP_CLASSES),
+        *soup.find_all("sup", class_="reference"),
         *soup.find_all(attrs={"role": "navigation"}),
     ]:
         tag.decompose()

@@ -616,6 +616,9 @@ def test_html_drops_navigation_and_mediawiki_markers(tmp_path: Path) -> None:
     assert read(write(tmp_path, "Python.html", page.encode())) == [
         ("History\nPython was conceived in the late 1980s by Guido van Rossum. Work began in December 1989.", None)
     ]
+    # Sphinx (Python's documentation) marks its cross-reference links class="reference": their text is the document
+    sphinx = '<p>Use the <a class="reference internal" href="#m"><code>math.fsum()</code></a> function.</p>'
+    assert read(write(tmp_path, "floats.html", sphinx.encode())) == [("Use the math.fsum() function.", None)]
 
 
 def test_html_uses_declared_charset(tmp_path: Path) -> None:
