@@ -189,13 +189,34 @@ def _american(word: str) -> str:
     return re.sub(r"(i|y)s(e|ed|ing|ation)$", r"\1z\2", word)
 
 
+MERGE_COMPOUNDS = True
+
+
+def _merge_compounds(words: list[str], known: Mapping[str, object]) -> list[str]:
+    """Adjacent jieba words that together make a dictionary headword of three characters or more: jieba does not
+    know 昴星团 ("Pleiades") or 仙女座星系 ("Andromeda galaxy") and cuts them (昴 / 星团, 仙女座 / 星系)."""
+    out, i = [], 0
+    while i < len(words):
+        for j in (i + 3, i + 2):
+            joined = "".join(words[i:j])
+            if j <= len(words) and len(joined) >= 3 and joined in known:
+                out.append(joined)
+                i = j
+                break
+        else:
+            out.append(words[i])
+            i += 1
+    return out
+
+
 def chinese_to_english(question: str) -> list[tuple[list[str], list[str]]]:
     """([the word], its glosses' English words) for each Chinese word of ``question`` (jieba's, two characters or
     more), and ([name], []) for each Latin-script word in it (a name, left as it is)."""
     zh_en, _ = _tables()
     out: list[tuple[list[str], list[str]]] = []
     for run in _HAN_RUN.findall(to_simplified(question)):
-        for word in _jieba().lcut(run):
+        words = _jieba().lcut(run)
+        for word in _merge_compounds(words, zh_en) if MERGE_COMPOUNDS else words:
             if len(word) < 2 or word in ZH_STOP:
                 continue
             glosses = zh_en.get(word)

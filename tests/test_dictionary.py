@@ -27,6 +27,15 @@ def test_chinese_words_translate_to_their_glosses_words() -> None:
     assert (["模型"], ["model", "mold", "matrix", "pattern"]) in pairs and (["gpt"], []) in pairs
 
 
+@pytest.mark.parametrize("merge", [False, True])
+def test_words_jieba_cuts_apart_are_joined_when_the_dictionary_knows_them(monkeypatch, merge) -> None:
+    """jieba cuts 昴星团 into 昴 / 星团 (and drops the one-character 昴): "Pleiades" was never asked for."""
+    monkeypatch.setattr(dictionary, "MERGE_COMPOUNDS", merge)
+    pairs = dictionary.chinese_to_english("萨米人怎么称呼昴星团？")
+    assert ((["昴星团"], ["pleiade", "m45"]) in pairs) is merge
+    assert (["星团"] in [source for source, _ in pairs]) is not merge
+
+
 def test_translations_the_collection_lacks_are_dropped_and_the_rest_share_the_weight() -> None:
     held = {"阶段", "模型"}
 
