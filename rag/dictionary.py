@@ -189,6 +189,8 @@ def _american(word: str) -> str:
     return re.sub(r"(i|y)s(e|ed|ing|ation)$", r"\1z\2", word)
 
 
+# Read neighbouring jieba words as the dictionary headword they make (below). A switch so that a replay can compare:
+# on the Chinese dev questions, tune half quote hit 0.849 -> 0.860, report half hit@5 0.934 -> 0.937 (README).
 MERGE_COMPOUNDS = True
 
 
