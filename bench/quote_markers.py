@@ -50,9 +50,9 @@ def main() -> int:
             plain_hits, marked_hits, sizes, cut = [], [], ([], []), []
             for item in items:
                 question, gold = item["question"], item["answers"]
-                sources = store.answerer.stream(question, mode="quotes").sources
-                marked = [dataclasses.replace(h, text=with_markers(h.text, numbers)) for h in sources]
-                plain = store.answerer.quotes(question, sources)
+                answer = store.answerer.stream(question, mode="quotes")  # its quotes: those of the sources as retrieved
+                plain = answer.quotes
+                marked = [dataclasses.replace(h, text=with_markers(h.text, numbers)) for h in answer.sources]
                 quoted = store.answerer.quotes(question, marked)
                 plain_hits.append(any(contains_gold(q.text, gold) for q in plain))
                 marked_hits.append(any(contains_gold(q.text, gold) for q in quoted))
