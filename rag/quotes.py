@@ -76,6 +76,12 @@ SAME_LANGUAGE_COMPANIONS = True
 # quotes the question (the guide's example `python -m rag ask "How large can an upload be?"`). It is skipped when
 # every one of its words is a question word, or when it holds the whole question, question mark included.
 SKIP_ECHOES = True
+# A line that is only a link, with at most a short label ("Source: https://medium.com/@.../what-is-large-language-
+# model-llms-zero-to-hero-...", "原文链接：...", "Retrieved from ..."), answers nothing, but the words of its address
+# match an English question about the article's topic, and it was quoted for English questions over a Chinese article.
+# It is skipped (still rated, like a heading).
+SKIP_LINKS = True
+LINK_LABEL_CHARS = 16  # letters and digits besides the address that make a line more than a labelled link
 # The constants above chosen again for each question language, on that language's tune questions
 # (bench/tune_quotes.py): only the ones that differ from the shared values. Empty: on the doubled dev sets English
 # questions chose RANK_WEIGHT 0 and no SAME_LANGUAGE_COMPANIONS (their tune half 0.746 -> 0.778) and gained nothing on
@@ -88,6 +94,7 @@ _WANTS_NUMBER = re.compile(
     r"which (year|date|month|century))\b|多少|几|多大|多长|多久|多高|哪一?年|何时|什么时候|哪个月|幾|多少年",
     re.IGNORECASE,
 )
+_LINK = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _DIGIT = re.compile(r"\d|[一二三四五六七八九十百千万亿兩两]")
 _LINE_SPLIT = re.compile(r"\n+")
 
@@ -166,6 +173,7 @@ def choose_quotes(
         i for i in rateable
         if not (tuned.SKIP_QUESTIONS and _ASKS.search(sentences[i].text))
         and not (tuned.SKIP_ECHOES and _echoes(asked, asking, sentences[i].text, sentence_tokens[i]))
+        and not (tuned.SKIP_LINKS and _only_link(sentences[i].text))
     }  # fmt: skip
     if not quotable:
         return []
@@ -235,6 +243,12 @@ def _echoes(asked: set[str], asking: str, text: str, own: list[str]) -> bool:
     if own and set(own) <= asked:
         return True
     return asking.endswith("?") and len(asking) > MIN_CHARS and asking in _canon(text)
+
+
+def _only_link(text: str) -> bool:
+    """Whether ``text`` is a web address with at most a short label around it."""
+    rest, found = _LINK.subn(" ", text)
+    return found > 0 and sum(ch.isalnum() for ch in rest) < LINK_LABEL_CHARS
 
 
 def _canon(text: str) -> str:

@@ -536,3 +536,19 @@ def test_a_wikipedia_style_paragraph_is_quoted_by_the_sentence() -> None:
     texts = [q.text for q in choose_quotes("When did the implementation of the interpreter begin?", [hit(paragraph)])]
     assert "The interpreter's implementation began in December 1989.[48]" in texts
     assert all(len(text) < 200 for text in texts)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_line_that_is_only_a_link_is_not_quoted(monkeypatch, skip) -> None:
+    """A web article's "Source: https://medium.com/.../what-is-large-language-model-llms-..." shares the words of its
+    address with an English question about the article and answers nothing; a sentence that gives a link stays."""
+    import rag.quotes
+
+    monkeypatch.setattr(rag.quotes, "SKIP_LINKS", skip)
+    link = "Source: https://medium.com/@someone/what-is-large-language-model-llms-zero-to-hero-06f3"
+    answer = "Fundamentally, a large language model is a very large matrix of numbers."
+    elsewhere = "Releases are available from https://www.example.org/downloads/ for every platform."
+    texts = [q.text for q in choose_quotes("What is a large language model?", [hit(f"{link}\n\n{answer} {elsewhere}")])]
+    assert answer in texts
+    assert (link in texts) is not skip
+    assert rag.quotes._only_link(link) and not rag.quotes._only_link(elsewhere)
