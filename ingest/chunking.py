@@ -193,11 +193,32 @@ def repeated_lines(pages: Iterable[str], min_pages: int = 3, share: float = 0.6)
     return {key for key, n in counts.items() if n >= limit and len(key) < 200}
 
 
+# What a browser prints in the margins of a web page saved as PDF (Chrome: "11/28/26, 12:40 PM <page title>" and
+# "<address> 1/3"). repeated_lines finds them on three pages or more; a one- or two-page printout kept them, and the
+# title line then matched every question about the page. Only the first and last two lines of a page are looked at,
+# and the date line only goes with the address line: a chat export's "12/1/23, 9:15 PM - Alice: hello" stays.
+_PRINT_HEADER = re.compile(r"\d{1,2}/\d{1,2}/\d{2,4},?\s+\d{1,2}:\d{2}(?:\s*[AP]M)?\s+\S.*", re.IGNORECASE)
+_PRINT_FOOTER = re.compile(r"(?:https?|file)://\S+\s+\d{1,4}\s*/\s*\d{1,4}", re.IGNORECASE)
+
+
+def _print_margins(rows: list[str]) -> set[int]:
+    """Indexes of a browser's print header and footer among ``rows`` (empty unless the address line is there)."""
+    edges = [i for i in dict.fromkeys((0, 1, len(rows) - 2, len(rows) - 1)) if 0 <= i < len(rows)]
+    footers = {i for i in edges if _PRINT_FOOTER.fullmatch(rows[i].strip())}
+    if not footers:
+        return set()
+    return footers | {i for i in edges if _PRINT_HEADER.fullmatch(rows[i].strip())}
+
+
 def strip_lines(text: str, lines: set[str]) -> str:
-    """``text`` without the lines whose key ``repeated_lines`` found."""
-    if not lines:
+    """``text`` without the lines whose key ``repeated_lines`` found, and without a browser's print header and footer
+    at the page's edges."""
+    rows = text.splitlines()
+    margins = _print_margins(rows)
+    if not lines and not margins:
         return text
-    return "\n".join(line for line in text.splitlines() if _furniture_key(line) not in lines).strip()
+    kept = [line for i, line in enumerate(rows) if i not in margins and not (lines and _furniture_key(line) in lines)]
+    return "\n".join(kept).strip()
 
 
 def chunk_page(splitter: SentenceSplitter, text: str) -> list[str]:

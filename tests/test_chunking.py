@@ -256,6 +256,21 @@ def test_repeated_lines_differing_only_by_the_page_number_are_furniture() -> Non
     assert stripped[2] == "Python 3 body text, item 3.\n3"  # a bare number may be a table's value: kept
 
 
+def test_a_browser_print_header_and_footer_are_dropped_from_a_short_printout() -> None:
+    """Chrome's "Save as PDF" prints the date and the page title at the top and the address and "1/2" at the bottom of
+    every page; a one- or two-page printout is too short for repeated_lines. A chat export's first and last lines
+    look like the date line and stay: the date line only goes with the address line."""
+    page = (
+        "Harrow Point Light is a decommissioned lighthouse.\nIt was built in 1868.\n"
+        "11/28/26, 12:40 PM Harrow Point Light - Wikipedia\nhttps://en.wikipedia.org/wiki/Harrow_Point_Light 1/2"
+    )
+    assert strip_lines(page, set()) == "Harrow Point Light is a decommissioned lighthouse.\nIt was built in 1868."
+    chat = "12/1/23, 9:15 PM - Alice: hello\nhow are you\nfine\n12/1/23, 9:16 PM - Bob: see you"
+    assert strip_lines(chat, set()) == chat
+    body = "A page that cites https://example.org/a 1/2 in its middle.\nline two\nline three\nline four\nline five"
+    assert strip_lines(body, set()) == body  # only a line that is nothing but the address and the page count
+
+
 def test_repeated_lines_needs_enough_pages() -> None:
     assert repeated_lines(five_pages()[:2]) == set()
     assert repeated_lines(["Header\nbody one", "Header\nbody two", "Header\nbody three"]) == {"Header"}

@@ -907,3 +907,32 @@ def test_normalize_text_is_idempotent(text: str) -> None:
     assert "\r" not in once
     assert "\n\n\n" not in once
     assert once == once.strip()
+
+
+def test_a_web_page_saved_as_pdf_by_chromium_loses_the_print_header_and_footer(tmp_path: Path) -> None:
+    """The real thing: Debian's Chromium prints a MediaWiki-style page with its default header and footer (the way
+    "Save as PDF" does), and what ingestion chunks holds the article without the date, title and address lines."""
+    import shutil
+
+    from ingest.chunking import repeated_lines, strip_lines
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("Debian's chromium is missing (scripts/test.sh installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    page_html = Path(__file__).parent / "fixtures" / "wiki-style.html"
+    pdf = tmp_path / "Harrow Point Light - Wikipedia.pdf"
+    with sync_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            tab = browser.new_page()
+            tab.goto(page_html.as_uri())
+            tab.pdf(path=str(pdf), format="A4", display_header_footer=True, margin={"top": "1cm", "bottom": "1cm"})
+        finally:
+            browser.close()
+    pages = [text for text, _ in read(pdf)]
+    raw = "\n".join(pages)
+    assert page_html.as_uri() in raw and "Harrow Point Light - Wikipedia" in raw  # printed, and read back
+    kept = "\n".join(strip_lines(text, repeated_lines(pages)) for text in pages)
+    assert "The light was first shown on 1 November" in kept
+    assert page_html.as_uri() not in kept and "Harrow Point Light - Wikipedia" not in kept
