@@ -10,6 +10,9 @@ what they give, by question language. Each question is searched once per variant
 evidence (coverage, similarity). Two variants, each calibrated on the tune half and shown side by side: with and
 without reading a chunk in the other language against the question's dictionary translation (TRANSLATED_COVERAGE in
 rag/retrieve.py: the share of the question's words the chunk holds in translation counts as coverage).
+RAG_UNKNOWN_WORD_PENALTY (relevance lost in proportion to the share of the question's words that no chunk holds in
+either language) is offered to the same search, the best choice without it shown beside; then, as it was chosen, with
+RAG_MIN_RELEVANCE alone, the ranges held, for the most refusals at the release before's answered rate.
 
 Usage: .venv/bin/python bench/calibrate_grounding.py [--scale small|full] [--embed-model SETTING] [--chunk-size N]
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 from benchlib import ROOT, header, parse_scale, write_results
@@ -29,84 +33,142 @@ SAME_LOWS = np.round(np.arange(0.78, 0.901, 0.01), 3)
 SAME_WIDTHS = (0.03, 0.05, 0.08, 0.10)
 CROSS_LOWS = (0.10, 0.15, 0.20, 0.25, 0.30)
 CROSS_WIDTHS = (0.05, 0.10, 0.15, 0.20)
-THRESHOLDS = np.round(np.arange(0.30, 0.901, 0.05), 3)
+THRESHOLDS = np.round(np.arange(0.15, 0.901, 0.05), 3)
+PENALTIES = (0.0, 0.25, 0.5, 0.75, 1.0)  # RAG_UNKNOWN_WORD_PENALTY, in the search of everything together
+# RAG_UNKNOWN_WORD_PENALTY and RAG_MIN_RELEVANCE chosen together with the ranges held (how it was chosen): finer steps.
+PENALTY_STEPS = np.round(np.arange(0.0, 1.001, 0.05), 3)
+PENALTY_THRESHOLDS = np.round(np.arange(0.10, 0.401, 0.01), 3)
+# The release before this penalty: shipped ranges, no penalty, RAG_MIN_RELEVANCE 0.3.
+BEFORE = (0.3, 0.0)
+HITS = 5
 
 
-def evidence(service, question: str) -> tuple[str, np.ndarray, bool]:
-    """(question language, [coverage, similarity, same-language] per retrieved chunk, whether the question names
-    something no chunk holds: rag/names.py, refused whatever the relevance)."""
-    from rag.language import detect_language
+@dataclass
+class Questions:
+    """Grounding evidence of a list of questions as arrays (one row per question, HITS columns per retrieved chunk):
+    the grid replays grounding on them without searching again."""
 
-    language = detect_language(question)
-    hits = service.retriever.search(question, 5)
-    rows = [(h.coverage, np.nan if h.similarity is None else h.similarity, float(h.lang == language)) for h in hits]
-    named = bool(service.retriever.absent_names(question))
-    return language, np.array(rows or [(0.0, np.nan, 1.0)], dtype=np.float64), named
+    coverage: np.ndarray
+    similarity: np.ndarray  # nan where a chunk has none
+    same: np.ndarray  # the chunk is in the question's language
+    unknown: np.ndarray  # share of the question's words no chunk holds (rag/retrieve.py, unknown_share)
+    named: np.ndarray  # names something no chunk holds (rag/names.py): refused whatever the relevance
+    language: np.ndarray
+    kind: np.ndarray  # off-topic kind ("near", "far") or ""
+
+    @classmethod
+    def ask(cls, asked: list[tuple[object, str, str]]) -> Questions:
+        """``asked``: (service, question, kind) triples."""
+        from rag.language import detect_language
+
+        n = len(asked)
+        coverage, similarity, same = np.zeros((n, HITS)), np.full((n, HITS), np.nan), np.ones((n, HITS), dtype=bool)
+        unknown, named = np.zeros(n), np.zeros(n, dtype=bool)
+        for i, (service, question, _) in enumerate(asked):
+            language = detect_language(question)
+            for j, h in enumerate(service.retriever.search(question, HITS)[:HITS]):
+                coverage[i, j] = h.coverage
+                similarity[i, j] = np.nan if h.similarity is None else h.similarity
+                same[i, j] = h.lang == language
+            unknown[i] = service.retriever.unknown_share(question)
+            named[i] = bool(service.retriever.absent_names(question))
+        languages = np.array([detect_language(q) for _, q, _ in asked])
+        return cls(coverage, similarity, same, unknown, named, languages, np.array([k or "" for _, _, k in asked]))
+
+    def relevance(self, g: tuple, names: bool = True) -> np.ndarray:
+        """Each question's best relevance under constants ``g`` = (same low, width, cross low, width, threshold,
+        penalty), as rag/retrieve.py computes it."""
+        low = np.where(self.same, g[0], g[2])
+        width = np.where(self.same, g[1], g[3])
+        dense = np.nan_to_num(np.clip((self.similarity - low) / width, 0.0, 1.0))
+        best = np.max(np.maximum(self.coverage, dense), axis=1) - g[5] * self.unknown
+        return np.where(self.named, -1.0, best) if names else best
 
 
-def best(ev: np.ndarray, same: tuple[float, float], cross: tuple[float, float]) -> float:
-    coverage, sim, is_same = ev[:, 0], ev[:, 1], ev[:, 2] > 0
-    low = np.where(is_same, same[0], cross[0])
-    high = np.where(is_same, same[1], cross[1])
-    dense = np.nan_to_num(np.clip((sim - low) / (high - low), 0.0, 1.0))
-    return float(np.max(np.maximum(coverage, dense)))
+def rates(
+    halves: dict, split: str, g: tuple, language: str | None = None, names: bool = True, kind: str | None = None
+) -> tuple[float, float, int, int]:
+    """(answered, refused, answerable questions, off-topic questions) of one half with constants ``g``."""
+    out = []
+    for questions in halves[split]:
+        keep = np.ones(len(questions.language), dtype=bool)
+        if language:
+            keep &= questions.language == language
+        if kind:
+            keep &= questions.kind == kind
+        out.append((questions.relevance(g, names) >= g[4])[keep])
+    yes, no = out
+    answered = float(yes.mean()) if len(yes) else float("nan")
+    refused = float(1 - no.mean()) if len(no) else float("nan")
+    return answered, refused, len(yes), len(no)
 
 
-def calibrate(halves: dict[str, tuple[list, list]], scale: str, shipped: tuple) -> tuple[tuple, tuple, float, dict]:
-    """Choose the ranges and the threshold on the tune half; print and return both halves' rates by language, beside
-    those of the ``shipped`` constants (same low, width, cross low, width, threshold)."""
-
-    def rates(
-        split: str, g: tuple, language: str | None = None, names: bool = True, kind: str | None = None
-    ) -> tuple[float, float, int, int]:
-        same, cross, threshold = (g[0], g[0] + g[1]), (g[2], g[2] + g[3]), g[4]
-
-        def values(rows: list) -> list[float]:
-            return [
-                0.0 if names and n else best(e, same, cross)
-                for lang, e, n, k in rows
-                if language in (None, lang) and kind in (None, k)
-            ]
-
-        yes, no = values(halves[split][0]), values(halves[split][1])
-        answered = float(np.mean([v >= threshold for v in yes])) if yes else float("nan")
-        refused = float(np.mean([v < threshold for v in no])) if no else float("nan")
-        return answered, refused, len(yes), len(no)
-
-    default = (0.80, 0.10, 0.05, 0.20, 0.525)
-    grid = list(itertools.product(SAME_LOWS, SAME_WIDTHS, CROSS_LOWS, CROSS_WIDTHS, THRESHOLDS))
+def calibrate(halves: dict[str, tuple], scale: str, shipped: tuple) -> tuple[tuple, dict]:
+    """Choose the ranges, the threshold and the unknown-word penalty together on the tune half: the most off-topic
+    refusals while answering at least MIN_ANSWERED. Print both halves' rates beside the best choice without the
+    penalty, the ``shipped`` constants and the release before the penalty."""
+    grid = list(itertools.product(SAME_LOWS, SAME_WIDTHS, CROSS_LOWS, CROSS_WIDTHS, THRESHOLDS, PENALTIES))
     if scale != "full":
-        grid = [*grid[:: max(1, len(grid) // 300)], default]
-    scored = {g: rates("tune", g)[:2] for g in grid}
+        grid = [*grid[:: max(1, len(grid) // 3000)], shipped]
+    scored = {g: rates(halves, "tune", g)[:2] for g in grid}
     feasible = [g for g in grid if scored[g][0] >= MIN_ANSWERED] or grid
-    chosen = max(feasible, key=lambda g: (scored[g][1], scored[g][0]))
-    same = (float(chosen[0]), round(float(chosen[0] + chosen[1]), 3))
-    cross = (float(chosen[2]), round(float(chosen[2] + chosen[3]), 3))
-    threshold = float(chosen[4])
-    print(f"chosen on the tune half (answered >= {MIN_ANSWERED}): GROUNDING_RANGE same={same} cross={cross}, "
-          f"RAG_MIN_RELEVANCE={threshold}")  # fmt: skip
-    print("| half | question language | answered (answerable) | refused (off-topic) | same, without the name check "
-          "| shipped constants (answered / refused) |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+
+    def pick(options: list[tuple]) -> tuple:
+        return max(options, key=lambda g: (scored[g][1], scored[g][0]))
+
+    chosen = pick(feasible)
+    without = pick([g for g in feasible if g[5] == 0] or feasible)
+    print(f"chosen on the tune half (answered >= {MIN_ANSWERED}): {describe(chosen)}")
+    print(f"best without the penalty: {describe(without)}; shipped: {describe(shipped)}")
+    before = (*shipped[:4], *BEFORE)
+    columns = {"chosen": chosen, "chosen without the penalty": without, "shipped": shipped, "release before": before}
+    return chosen, print_rates(halves, columns, names_of="chosen")
+
+
+def calibrate_penalty(halves: dict[str, tuple], shipped: tuple) -> tuple[tuple, dict]:
+    """How RAG_UNKNOWN_WORD_PENALTY was chosen: with it and RAG_MIN_RELEVANCE, the ranges held at the shipped ones,
+    the most off-topic refusals on the tune half while answering as many answerable questions there as the release
+    before did (its constants answered 0.964 of the enlarged tune half, under MIN_ANSWERED)."""
+    before = (*shipped[:4], *BEFORE)
+    floor = rates(halves, "tune", before)[0]
+    grid = [(*shipped[:4], t, k) for k in PENALTY_STEPS for t in PENALTY_THRESHOLDS]
+    scored = {g: rates(halves, "tune", g)[:2] for g in grid}
+    feasible = [g for g in grid if scored[g][0] >= floor - 1e-9]
+    chosen = max(feasible, key=lambda g: (scored[g][1], scored[g][0], -g[5]))
+    print(f"\nranges held, answered >= {floor:.3f} (the release before) on the tune half: {describe(chosen)}")
+    return chosen, print_rates(halves, {"chosen": chosen, "shipped": shipped, "release before": before})
+
+
+def describe(g: tuple) -> str:
+    same, cross = (float(g[0]), round(float(g[0] + g[1]), 3)), (float(g[2]), round(float(g[2] + g[3]), 3))
+    return (f"GROUNDING_RANGE same={same} cross={cross}, RAG_MIN_RELEVANCE={float(g[4])}, "
+            f"RAG_UNKNOWN_WORD_PENALTY={float(g[5])}")  # fmt: skip
+
+
+def print_rates(halves: dict, constants: dict[str, tuple], names_of: str | None = None) -> dict:
+    """A table of answered / refused per half and question language (and off-topic kind) for each set of constants;
+    ``names_of``: also show those constants without the check of absent names."""
+    columns = list(constants)
+    head = " | ".join(f"{c} (answered / refused)" for c in columns)
+    extra = f" | {names_of}, without the name check" if names_of else ""
+    print(f"| half | question language | {head}{extra} |")
+    print("|---|---|" + "---|" * (len(columns) + bool(names_of)))
     table: dict[str, dict[str, list]] = {}
     for split in ("tune", "report"):
         table[split] = {}
-        for language in (None, "en", "zh"):
-            a, r, ny, nn = rates(split, chosen, language)
-            a0, r0, _, _ = rates(split, chosen, language, names=False)  # the same constants, side by side
-            a1, r1, _, _ = rates(split, shipped, language)
-            table[split][language or "all"] = [a, r, ny, nn]
-            table[split][f"{language or 'all'}, without the name check"] = [a0, r0, ny, nn]
-            table[split][f"{language or 'all'}, shipped constants"] = [a1, r1, ny, nn]
-            print(f"| {split} | {language or 'all'} | {a:.3f} of {ny} | {r:.3f} of {nn} | {a0:.3f} / {r0:.3f} "
-                  f"| {a1:.3f} / {r1:.3f} |")  # fmt: skip
-        for kind in ("near", "far"):  # the later off-topic set by kind (bench/datasets/offtopic-more-dev.json)
-            _, r, _, nn = rates(split, chosen, kind=kind)
-            _, r1, _, _ = rates(split, shipped, kind=kind)
-            table[split][f"off-topic, {kind}"] = [None, r, 0, nn]
-            table[split][f"off-topic, {kind}, shipped constants"] = [None, r1, 0, nn]
-            print(f"| {split} | off-topic, {kind} (all languages) | | {r:.3f} of {nn} | | - / {r1:.3f} |")
-    return same, cross, threshold, table
+        for language, kind in [(None, None), ("en", None), ("zh", None), (None, "near"), (None, "far")]:
+            label = f"off-topic, {kind}" if kind else (language or "all")
+            cells = []
+            for c in columns:
+                a, r, ny, nn = rates(halves, split, constants[c], language, kind=kind)
+                table[split][f"{label}, {c}"] = [None if kind else a, r, ny, nn]
+                cells.append(f"{'-' if kind else f'{a:.3f} of {ny}'} / {r:.3f} of {nn}")
+            if names_of:
+                a, r, ny, nn = rates(halves, split, constants[names_of], language, names=False, kind=kind)
+                table[split][f"{label}, {names_of}, without the name check"] = [None if kind else a, r, ny, nn]
+                cells.append(f"{'-' if kind else f'{a:.3f}'} / {r:.3f}")
+            print(f"| {split} | {label} | " + " | ".join(cells) + " |")
+    return table
 
 
 def main() -> int:
@@ -118,18 +180,15 @@ def main() -> int:
     extra_off = json.loads((ROOT / "bench" / "datasets" / "unanswerable.json").read_text(encoding="utf-8"))
     import rag.retrieve
 
-    def ask_all() -> dict[str, tuple[list, list]]:
+    def ask_all() -> dict[str, tuple]:
         halves = {}
         for split, parity in (("tune", 0), ("report", 1)):
-            answerable = [
-                (*evidence(store, i["question"]), None) for _, store, items in dev_cases(stores, split) for i in items
-            ]
+            answerable = [(store, i["question"], "") for _, store, items in dev_cases(stores, split) for i in items]
             questions = [(i["question"], i.get("kind")) for i in offtopic(split)] + [
                 (q, None) for q in extra_off[parity::2]
             ]
-            # asked in every collection
-            off = [(*evidence(store, q), kind) for store in stores.values() for q, kind in questions]
-            halves[split] = (answerable, off)
+            off = [(store, q, kind) for store in stores.values() for q, kind in questions]  # asked in every collection
+            halves[split] = (Questions.ask(answerable), Questions.ask(off))
         return halves
 
     # Grounding with and without reading chunks in the other language against the question's dictionary translation
@@ -143,16 +202,21 @@ def main() -> int:
     results = {}
     ranges = rag.retrieve.GROUNDING_RANGE.get(service.embedder.name, {})
     (same_low, same_high), (cross_low, cross_high) = ranges.get("same", (0.0, 1.0)), ranges.get("cross", (0.0, 1.0))
-    constants = (same_low, same_high - same_low, cross_low, cross_high - cross_low, service.settings.min_relevance)
+    settings = service.settings
+    constants = (same_low, same_high - same_low, cross_low, cross_high - cross_low, settings.min_relevance,
+                 settings.unknown_word_penalty)  # fmt: skip
     for translated, halves in variants.items():
         print(f"\n## TRANSLATED_COVERAGE={translated}" + (" (shipped)" if translated == shipped else ""))
         results[translated] = calibrate(halves, args.scale, constants)
-    same, cross, threshold, table = results[shipped]
-    table["without TRANSLATED_COVERAGE" if shipped else "with TRANSLATED_COVERAGE"] = results[not shipped][3]
+    chosen, table = results[shipped]
+    table["without TRANSLATED_COVERAGE" if shipped else "with TRANSLATED_COVERAGE"] = results[not shipped][1]
+    penalty, penalty_table = calibrate_penalty(variants[shipped], constants)
     write_results(
         "calibrate_grounding",
-        {"meta": meta, "embedder": service.embedder.name, "same_range": list(same), "cross_range": list(cross),
-         "threshold": float(threshold), "min_answered": MIN_ANSWERED, "rates": table},
+        {"meta": meta, "embedder": service.embedder.name, "same_range": [chosen[0], chosen[0] + chosen[1]],
+         "cross_range": [chosen[2], chosen[2] + chosen[3]], "threshold": chosen[4], "unknown_word_penalty": chosen[5],
+         "min_answered": MIN_ANSWERED, "rates": table,
+         "ranges held": {"threshold": penalty[4], "unknown_word_penalty": penalty[5], "rates": penalty_table}},
     )  # fmt: skip
     return 0
 

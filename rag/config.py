@@ -79,7 +79,15 @@ class Settings(BaseSettings):
         "(rag/dictionary.py); 0 turns translation off; default: tuned per question language.",
     )
     min_relevance: float = Field(
-        0.3, ge=0.0, le=1.0, description="Below this, answer 'not in the documents' (bench/calibrate_grounding.py)."
+        0.2, ge=0.0, le=1.0, description="Below this, answer 'not in the documents' (bench/calibrate_grounding.py)."
+    )
+    unknown_word_penalty: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Relevance lost in proportion to the share of the question's words that no chunk holds, as they "
+        "are or in dictionary translation ('How do I make a French omelette?'); chosen with RAG_MIN_RELEVANCE "
+        "(bench/calibrate_grounding.py).",
     )
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     max_tokens: int = Field(384, ge=1, le=32768)

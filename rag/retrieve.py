@@ -13,7 +13,8 @@ RAG_KEYWORD_WEIGHT_CROSS or RAG_TRANSLATED_WEIGHT set them.
 Why scores and not rank fusion: in a collection with both languages, an English question whose answer is in a Chinese
 article still gets English chunks from BM25 that share a word or two with it; rank fusion gives that weak match the
 same credit as a strong one (dev tune half, mean hit@5 over language pairs: 0.63 with reciprocal rank fusion, 0.88
-with score fusion). The same two relevances decide grounding (answerer: RAG_MIN_RELEVANCE).
+with score fusion). The same two relevances decide grounding (answerer: RAG_MIN_RELEVANCE), less
+RAG_UNKNOWN_WORD_PENALTY times the share of the question's words that no chunk holds in either language.
 """
 
 from __future__ import annotations
@@ -185,6 +186,19 @@ def term_coverage(query_tokens: list[str], passage_tokens: Iterable[str], idf: d
     weight = (lambda t: idf.get(t, 0.0)) if idf else (lambda _t: 1.0)
     total = sum(weight(t) for t in wanted)
     return sum(weight(t) for t in wanted & set(passage_tokens)) / total if total > 0 else 0.0
+
+
+def unknown_share(tokens: list[str], unheld: list[str], translation: dictionary.Translation) -> float:
+    """Share of the question's distinct words that the collection holds neither as they are (``unheld``) nor in
+    translation. Coverage alone lets a question through on its common words ("Which countries share a border with
+    Switzerland?" holds 国家 and 分享 in a Chinese chunk): one whose words the documents never use needs more evidence.
+    Counted, not weighted: an absent word's rarity is already in the coverage."""
+    distinct = set(tokens)
+    if not distinct:
+        return 0.0
+    untranslated = set(translation.untranslated)
+    unknown = [t for t in unheld if not translation.groups or t in untranslated]
+    return len(unknown) / len(distinct)
 
 
 class Retriever:
@@ -409,19 +423,31 @@ class Retriever:
                 else:
                     similarity[cid] = float(chunk_vector @ vector)
         translation = dictionary.Translation([], [])
-        if TRANSLATED_COVERAGE and any(_lang(rows[cid]) != language for cid in ids):
+        held_anywhere = searched.idf if searched is not None else self.keyword_index.idf(tokens)
+        unheld = [t for t in dict.fromkeys(tokens) if t not in held_anywhere]
+        cross = TRANSLATED_COVERAGE and any(_lang(rows[cid]) != language for cid in ids)
+        if cross or unheld:
             found = searched.translation if searched is not None else None
             translation = found if found is not None else self.translation(question, language)
+        penalty = self.settings.unknown_word_penalty * unknown_share(tokens, unheld, translation)
         out = {}
         for cid in ids:
             held = chunk_tokens.get(cid) or keyword_tokens(rows[cid].text)
             coverage = term_coverage(tokens, held, idf)
             same = _lang(rows[cid]) == language
-            if translation.groups and not same:
+            if cross and translation.groups and not same:
                 coverage = max(coverage, translation.coverage(set(held), absent))
             sim = similarity.get(cid)
-            out[cid] = (max(coverage, self.grounding(sim, same)), coverage, sim)
+            out[cid] = (max(0.0, max(coverage, self.grounding(sim, same)) - penalty), coverage, sim)
         return out
+
+    def unknown_share(self, question: str) -> float:
+        """Share of the question's words that no chunk holds, as they are or in translation (grounding's penalty)."""
+        tokens = keyword_tokens(question)
+        held = self.keyword_index.idf(tokens)
+        unheld = [t for t in dict.fromkeys(tokens) if t not in held]
+        translation = self.translation(question, detect_language(question)) if unheld else None
+        return unknown_share(tokens, unheld, translation or dictionary.Translation([], []))
 
     def translation(self, question: str, language: str) -> dictionary.Translation:
         """The question's dictionary translation (rag/dictionary.py) against this collection (empty when translation

@@ -55,7 +55,8 @@ def make_answerer(tmp_path: Path, model: EchoChat | None = None, **overrides) ->
         chunk_size=64,
         chunk_overlap=8,
         min_relevance=0.3,
-    )  # the default is calibrated on e5's scale; the hashing fake's is another
+        unknown_word_penalty=0.0,
+    )  # the defaults are calibrated on e5's scale; the hashing fake's is another
     settings = Settings(**{**values, **overrides})
     store, embedder = Store(settings), FakeEmbedder()
     Ingestor(settings, store, embedder).ingest_paths([folder])

@@ -231,3 +231,21 @@ def test_a_wikipedia_page_saved_from_the_browser_is_quoted_by_the_sentence(tmp_p
     assert all(len(text) < 200 for text in texts)
     chunks = " ".join(h.text for h in answer.sources)
     assert "Main page" not in chunks and "edit]" not in chunks and "[13]" not in chunks
+
+
+def test_a_question_whose_words_the_documents_never_use_is_refused(tmp_path: Path) -> None:
+    """Grounding's unknown-word penalty on the packaged e5: "In which year did the Berlin Wall fall?" shares "year"
+    and "fall" with an article on Mongolian sky lore, enough for the release before's constants (no penalty,
+    RAG_MIN_RELEVANCE 0.3) to answer it; "berlin" and "wall" appear nowhere, in English or in translation, so it
+    is refused now. Questions the article answers, in English and in Chinese, still are answered."""
+    settings = Settings(_env_file=None, store_dir=tmp_path / "store", n_ctx=2048)
+    service = RagService(settings)
+    assert not service.ingestor.ingest_paths([ROOT / "bench" / "corpus" / "en" / "sky-mongolian.txt"]).failed
+    off_topic = "In which year did the Berlin Wall fall?"
+    assert service.retriever.unknown_share(off_topic) == 0.5
+    assert service.answerer.stream(off_topic, mode="quotes").abstained
+    before = RagService(settings.model_copy(update={"unknown_word_penalty": 0.0, "min_relevance": 0.3}))
+    assert not before.answerer.stream(off_topic, mode="quotes").abstained
+    for answerable in ("Which 13th-century writer described Mongolians making noise with drums during eclipses?",
+                       "蒙古人把昴星团叫作什么？"):  # fmt: skip
+        assert not service.answerer.stream(answerable, mode="quotes").abstained, answerable

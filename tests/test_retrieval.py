@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import Ingestor
+from rag import dictionary
 from rag.config import Settings
 from rag.embedders import FakeEmbedder
 from rag.errors import EmptyIndex
@@ -17,6 +18,7 @@ from rag.retrieve import (
     KEYWORD_WEIGHT_CROSS,
     Retriever,
     term_coverage,
+    unknown_share,
 )
 from rag.store import Store
 from rag.tokenize import keyword_tokens
@@ -31,8 +33,10 @@ DOCS = {
 
 
 def make_settings(tmp_path: Path, **overrides) -> Settings:
-    # The default RAG_MIN_RELEVANCE is calibrated on e5's similarity scale; the hashing fake's is another.
-    values = dict(store_dir=tmp_path / "store", embed_model="fake", chunk_size=64, chunk_overlap=8, min_relevance=0.3)
+    # The default RAG_MIN_RELEVANCE and RAG_UNKNOWN_WORD_PENALTY are calibrated on e5's similarity scale; the hashing
+    # fake's is another.
+    values = dict(store_dir=tmp_path / "store", embed_model="fake", chunk_size=64, chunk_overlap=8, min_relevance=0.3,
+                  unknown_word_penalty=0.0)  # fmt: skip
     values.update(overrides)
     return Settings(**values)
 
@@ -92,6 +96,31 @@ def test_chinese_question_finds_its_document(retriever: Retriever) -> None:
 def test_off_topic_question_has_low_relevance(retriever: Retriever) -> None:
     hits = retriever.search("Who painted the Mona Lisa?", top_k=3)
     assert all(h.relevance < retriever.settings.min_relevance for h in hits)
+
+
+def test_unknown_share_counts_words_held_neither_as_they_are_nor_in_translation() -> None:
+    tokens = ["country", "share", "border", "switzerland"]
+    nothing = dictionary.Translation([], [])
+    assert unknown_share(tokens, ["border", "switzerland"], nothing) == 0.5
+    # "border" is held in translation (边界); "switzerland" has none the collection holds
+    translated = dictionary.Translation([[["边界"]]], ["switzerland"])
+    assert unknown_share(tokens, ["border", "switzerland"], translated) == 0.25
+    assert unknown_share(tokens, [], translated) == 0.0
+    assert unknown_share([], [], nothing) == 0.0
+
+
+def test_relevance_drops_with_the_share_of_unknown_question_words(retriever: Retriever) -> None:
+    """A question whose words the documents never use needs more evidence than its common words give."""
+    strict = make_retriever(retriever.settings.model_copy(update={"unknown_word_penalty": 0.5}))
+    question = "Do tomatoes need sun in Switzerland?"
+    share = strict.unknown_share(question)
+    assert share == pytest.approx(1 / len(set(keyword_tokens(question))))  # "switzerland" only
+    penalised, plain = strict.search(question, top_k=2), retriever.search(question, top_k=2)
+    assert penalised[0].chunk_id == plain[0].chunk_id  # ranking does not change, relevance does
+    assert penalised[0].relevance == pytest.approx(plain[0].relevance - 0.5 * share)
+    known = "Do tomatoes need full sun?"
+    assert strict.unknown_share(known) == 0.0
+    assert strict.search(known, top_k=1)[0].relevance == retriever.search(known, top_k=1)[0].relevance
 
 
 def test_results_follow_removal(retriever: Retriever, tmp_path: Path) -> None:
