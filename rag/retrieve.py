@@ -402,10 +402,10 @@ class Retriever:
         tokens = keyword_tokens(question)
         # A question word that no chunk holds counts, at the weight of the rarest word: a question about something
         # the documents never mention ("Who painted the Mona Lisa?") must not look covered.
-        idf = searched.idf if searched is not None else self.keyword_index.idf(tokens)
+        held_idf = searched.idf if searched is not None else self.keyword_index.idf(tokens)
         similarity = searched.dense if searched is not None else None
         absent = self.keyword_index.max_idf()
-        idf = {t: idf.get(t, absent) for t in tokens}
+        idf = {t: held_idf.get(t, absent) for t in tokens}
         chunk_tokens = self.keyword_index.tokens_of(ids)
         if self.dense_weight(language) <= 0:
             similarity = {}
@@ -423,8 +423,7 @@ class Retriever:
                 else:
                     similarity[cid] = float(chunk_vector @ vector)
         translation = dictionary.Translation([], [])
-        held_anywhere = searched.idf if searched is not None else self.keyword_index.idf(tokens)
-        unheld = [t for t in dict.fromkeys(tokens) if t not in held_anywhere]
+        unheld = [t for t in dict.fromkeys(tokens) if t not in held_idf]
         cross = TRANSLATED_COVERAGE and any(_lang(rows[cid]) != language for cid in ids)
         if cross or unheld:
             found = searched.translation if searched is not None else None
