@@ -188,16 +188,16 @@ def term_coverage(query_tokens: list[str], passage_tokens: Iterable[str], idf: d
     return sum(weight(t) for t in wanted & set(passage_tokens)) / total if total > 0 else 0.0
 
 
-def unknown_share(tokens: list[str], unheld: list[str], translation: dictionary.Translation) -> float:
-    """Share of the question's distinct words that the collection holds neither as they are (``unheld``) nor in
-    translation. Coverage alone lets a question through on its common words ("Which countries share a border with
-    Switzerland?" holds 国家 and 分享 in a Chinese chunk): one whose words the documents never use needs more evidence.
-    Counted, not weighted: an absent word's rarity is already in the coverage."""
+def unknown_share(tokens: list[str], held: Mapping[str, float], translation: dictionary.Translation) -> float:
+    """Share of the question's distinct words that the collection holds neither as they are (``held``: the keyword
+    index's idf of those it holds) nor in translation. Coverage alone lets a question through on its common words
+    ("Which countries share a border with Switzerland?" holds 国家 and 分享 in a Chinese chunk): one whose words the
+    documents never use needs more evidence. Counted, not weighted: an absent word's rarity is already in coverage."""
     distinct = set(tokens)
     if not distinct:
         return 0.0
     untranslated = set(translation.untranslated)
-    unknown = [t for t in unheld if not translation.groups or t in untranslated]
+    unknown = [t for t in distinct if t not in held and (not translation.groups or t in untranslated)]
     return len(unknown) / len(distinct)
 
 
@@ -423,12 +423,11 @@ class Retriever:
                 else:
                     similarity[cid] = float(chunk_vector @ vector)
         translation = dictionary.Translation([], [])
-        unheld = [t for t in dict.fromkeys(tokens) if t not in held_idf]
         cross = TRANSLATED_COVERAGE and any(_lang(rows[cid]) != language for cid in ids)
-        if cross or unheld:
+        if cross or any(t not in held_idf for t in tokens):
             found = searched.translation if searched is not None else None
             translation = found if found is not None else self.translation(question, language)
-        penalty = self.settings.unknown_word_penalty * unknown_share(tokens, unheld, translation)
+        penalty = self.settings.unknown_word_penalty * unknown_share(tokens, held_idf, translation)
         out = {}
         for cid in ids:
             held = chunk_tokens.get(cid) or keyword_tokens(rows[cid].text)
@@ -444,9 +443,10 @@ class Retriever:
         """Share of the question's words that no chunk holds, as they are or in translation (grounding's penalty)."""
         tokens = keyword_tokens(question)
         held = self.keyword_index.idf(tokens)
-        unheld = [t for t in dict.fromkeys(tokens) if t not in held]
-        translation = self.translation(question, detect_language(question)) if unheld else None
-        return unknown_share(tokens, unheld, translation or dictionary.Translation([], []))
+        translation = dictionary.Translation([], [])
+        if any(t not in held for t in tokens):
+            translation = self.translation(question, detect_language(question))
+        return unknown_share(tokens, held, translation)
 
     def translation(self, question: str, language: str) -> dictionary.Translation:
         """The question's dictionary translation (rag/dictionary.py) against this collection (empty when translation

@@ -101,12 +101,13 @@ def test_off_topic_question_has_low_relevance(retriever: Retriever) -> None:
 def test_unknown_share_counts_words_held_neither_as_they_are_nor_in_translation() -> None:
     tokens = ["country", "share", "border", "switzerland"]
     nothing = dictionary.Translation([], [])
-    assert unknown_share(tokens, ["border", "switzerland"], nothing) == 0.5
+    held = {"country": 1.0, "share": 2.0}  # the keyword index's idf of the words it holds
+    assert unknown_share(tokens, held, nothing) == 0.5
     # "border" is held in translation (边界); "switzerland" has none the collection holds
     translated = dictionary.Translation([[["边界"]]], ["switzerland"])
-    assert unknown_share(tokens, ["border", "switzerland"], translated) == 0.25
-    assert unknown_share(tokens, [], translated) == 0.0
-    assert unknown_share([], [], nothing) == 0.0
+    assert unknown_share(tokens, held, translated) == 0.25
+    assert unknown_share(tokens, dict.fromkeys(tokens, 1.0), translated) == 0.0
+    assert unknown_share([], {}, nothing) == 0.0
 
 
 def test_relevance_drops_with_the_share_of_unknown_question_words(retriever: Retriever) -> None:
