@@ -79,10 +79,10 @@ class Settings(BaseSettings):
         "(rag/dictionary.py); 0 turns translation off; default: tuned per question language.",
     )
     min_relevance: float = Field(
-        0.2, ge=0.0, le=1.0, description="Below this, answer 'not in the documents' (bench/calibrate_grounding.py)."
+        0.16, ge=0.0, le=1.0, description="Below this, answer 'not in the documents' (bench/calibrate_grounding.py)."
     )
     unknown_word_penalty: float = Field(
-        0.5,
+        0.6,
         ge=0.0,
         le=1.0,
         description="Relevance lost in proportion to the share of the question's words that no chunk holds, as they "

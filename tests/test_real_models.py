@@ -249,3 +249,22 @@ def test_a_question_whose_words_the_documents_never_use_is_refused(tmp_path: Pat
     for answerable in ("Which 13th-century writer described Mongolians making noise with drums during eclipses?",
                        "蒙古人把昴星团叫作什么？"):  # fmt: skip
         assert not service.answerer.stream(answerable, mode="quotes").abstained, answerable
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_a_chinese_word_is_not_covered_by_one_word_of_its_english_gloss(tmp_path: Path, monkeypatch, whole) -> None:
+    """红烧肉 is "red braised pork": an English article on the red planet holds "red" and nothing else of it. Read
+    as any word of its gloss, "红烧肉怎么做？" was fully covered in translation and answered; read as the whole gloss,
+    it is refused. A Chinese question the article answers is answered either way."""
+    from rag import dictionary
+
+    monkeypatch.setattr(dictionary, "WHOLE_GLOSSES", whole)
+    (tmp_path / "mars.txt").write_text(
+        "Mars is called the red planet. Iron oxide in its dust makes the surface look red from Earth. "
+        "A day on Mars lasts 24 hours and 39 minutes, and a year lasts 687 Earth days.\n",
+        encoding="utf-8",
+    )
+    service = RagService(Settings(_env_file=None, store_dir=tmp_path / "store", n_ctx=2048))
+    assert not service.ingestor.ingest_paths([tmp_path / "mars.txt"]).failed
+    assert service.answerer.stream("红烧肉怎么做？", mode="quotes").abstained is whole
+    assert not service.answerer.stream("火星上的一天有多长？", mode="quotes").abstained
