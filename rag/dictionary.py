@@ -244,9 +244,20 @@ def chinese_to_english(question: str) -> list[tuple[list[str], list[tuple[str, .
     return out
 
 
+# A chemical formula or a catalogue number after a name ("Pleiades M45", "ethanol C2H5OH", "Trifid Nebula M20") is a
+# label a document rarely repeats: a chunk that names the Pleiades holds 昴星团 without "M45". Plain numbers ("32
+# bit") and ordinals ("38th parallel") are words of the gloss.
+_DESIGNATION = re.compile(r"(?=[a-z]*\d)(?=\d*[a-z])(?!\d+(?:st|nd|rd|th|s)$)[a-z0-9]+")
+
+
 def _english_translations(glosses: list[tuple[str, ...]]) -> list[list[str]]:
     """A Chinese word's translations, each the tokens a chunk must hold: a one-word gloss in each of its inflections,
-    a phrase with all its words (WHOLE_GLOSSES; else every word alone)."""
+    a phrase with all its words but a formula or catalogue number (WHOLE_GLOSSES; else every word alone)."""
+    if WHOLE_GLOSSES:
+        glosses = [
+            tuple(t for t in gloss if not _DESIGNATION.fullmatch(t)) or gloss if len(gloss) > 1 else gloss
+            for gloss in glosses
+        ]
     words = [w for gloss in glosses for w in (gloss if not WHOLE_GLOSSES or len(gloss) == 1 else ())]
     singles = [[form] for w in dict.fromkeys(words) for form in inflected_forms(w)]
     return singles + [list(gloss) for gloss in glosses if WHOLE_GLOSSES and len(gloss) > 1]

@@ -45,6 +45,10 @@ def test_a_chinese_word_translated_by_a_phrase_needs_all_its_words(monkeypatch, 
     translation = dictionary.translate("红烧肉怎么做？", "zh", known)
     assert translation.coverage({"red", "braised", "pork"}, absent=1.0) == 1.0
     assert translation.coverage({"red"}, absent=1.0) == (0.0 if whole else 1.0)
+    # a catalogue number after the name ("Pleiades M45") is not a word a chunk must hold; a plain number ("32 bit") is
+    held = {"pleiade", "bit"}
+    assert dictionary.translate("昴星团", "zh", known).coverage({"pleiade"}, absent=1.0) == 1.0
+    assert dictionary.translate("三十二位元", "zh", known).coverage({"bit"}, absent=1.0) == (0.0 if whole else 1.0)
 
 
 @pytest.mark.parametrize("merge", [False, True])
