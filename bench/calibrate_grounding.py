@@ -156,34 +156,19 @@ def calibrate_penalty(halves: dict[str, tuple], shipped: tuple) -> tuple[tuple, 
     return chosen, print_rates(halves, {"chosen": chosen, "shipped": shipped, "release before": before})
 
 
-def print_side_by_side(columns: dict[str, tuple[dict, tuple]]) -> dict:
-    """Answered / refused per half and question language for each column's (evidence, constants): constants on
-    evidence gathered under different code (rag/dictionary.py, WHOLE_GLOSSES) side by side."""
-    print("| half | question language | " + " | ".join(f"{c} (answered / refused)" for c in columns) + " |")
-    print("|---|---|" + "---|" * len(columns))
-    table: dict[str, dict[str, list]] = {}
-    for split in ("tune", "report"):
-        table[split] = {}
-        for language, kind in [(None, None), ("en", None), ("zh", None), (None, "near"), (None, "far")]:
-            label = f"off-topic, {kind}" if kind else (language or "all")
-            cells = []
-            for c, (halves, constants) in columns.items():
-                a, r, ny, nn = rates(halves, split, constants, language, kind=kind)
-                table[split][f"{label}, {c}"] = [None if kind else a, r, ny, nn]
-                cells.append(f"{'-' if kind else f'{a:.3f} of {ny}'} / {r:.3f} of {nn}")
-            print(f"| {split} | {label} | " + " | ".join(cells) + " |")
-    return table
-
-
 def describe(g: tuple) -> str:
     same, cross = (float(g[0]), round(float(g[0] + g[1]), 3)), (float(g[2]), round(float(g[2] + g[3]), 3))
     return (f"GROUNDING_RANGE same={same} cross={cross}, RAG_MIN_RELEVANCE={float(g[4])}, "
             f"RAG_UNKNOWN_WORD_PENALTY={float(g[5])}")  # fmt: skip
 
 
-def print_rates(halves: dict, constants: dict[str, tuple], names_of: str | None = None) -> dict:
+def print_rates(
+    halves: dict, constants: dict[str, tuple], names_of: str | None = None, evidence: dict[str, dict] | None = None
+) -> dict:
     """A table of answered / refused per half and question language (and off-topic kind) for each set of constants;
-    ``names_of``: also show those constants without the check of absent names."""
+    ``names_of``: also show those constants without the check of absent names; ``evidence``: columns read on other
+    evidence than ``halves`` (gathered under other code: rag/dictionary.py, WHOLE_GLOSSES)."""
+    evidence = evidence or {}
     columns = list(constants)
     head = " | ".join(f"{c} (answered / refused)" for c in columns)
     extra = f" | {names_of}, without the name check" if names_of else ""
@@ -196,7 +181,7 @@ def print_rates(halves: dict, constants: dict[str, tuple], names_of: str | None 
             label = f"off-topic, {kind}" if kind else (language or "all")
             cells = []
             for c in columns:
-                a, r, ny, nn = rates(halves, split, constants[c], language, kind=kind)
+                a, r, ny, nn = rates(evidence.get(c, halves), split, constants[c], language, kind=kind)
                 table[split][f"{label}, {c}"] = [None if kind else a, r, ny, nn]
                 cells.append(f"{'-' if kind else f'{a:.3f} of {ny}'} / {r:.3f} of {nn}")
             if names_of:
@@ -256,12 +241,13 @@ def main() -> int:
     print(f"\n## Chinese words translated by whole glosses (WHOLE_GLOSSES={whole}) against any word of a gloss")
     before_gloss = (*constants[:4], *BEFORE_WHOLE_GLOSSES)
     loose, strict = (other_glosses, variants[shipped]) if whole else (variants[shipped], other_glosses)
-    gloss_table = print_side_by_side({
-        "any word, release before's constants (0.2, penalty 0.5)": (loose, before_gloss),
-        "whole glosses, release before's constants": (strict, before_gloss),
-        "whole glosses, shipped": (strict, constants),
-        "any word, shipped": (loose, constants),
-    })  # fmt: skip
+    loose_before, loose_shipped = "any word, release before's constants (0.2, penalty 0.5)", "any word, shipped"
+    gloss_table = print_rates(
+        strict,
+        {loose_before: before_gloss, "whole glosses, release before's constants": before_gloss,
+         "whole glosses, shipped": constants, loose_shipped: constants},
+        evidence={loose_before: loose, loose_shipped: loose},
+    )  # fmt: skip
     write_results(
         "calibrate_grounding",
         {"meta": meta, "embedder": service.embedder.name, "same_range": [chosen[0], chosen[0] + chosen[1]],
