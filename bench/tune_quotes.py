@@ -16,10 +16,14 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from benchlib import header, parse_scale, write_results
 from devsets import add_dev_store_options, build_dev_stores, cached_queries, dev_cases
+
+if TYPE_CHECKING:
+    from rag.dictionary import Translation
 
 GRID = {
     "SIMILARITY_WEIGHT": (0.0, 0.5, 1.0, 2.0),
@@ -35,6 +39,7 @@ GRID = {
     "CANDIDATES": (40, 80),
     "FOLLOW_ANNOUNCEMENTS": (False, True),
     "TRANSLATED_OVERLAP": (False, True),
+    "TRANSLATED_MEASURE": ("share", "coverage"),
     "SAME_LANGUAGE_COMPANIONS": (False, True),
     "SKIP_ECHOES": (False, True),
     "SKIP_LINKS": (False, True),
@@ -76,17 +81,19 @@ class CachingRater:
         return np.clip(values, 0.0, 1.0) if clip else values
 
 
-_IDF: dict[tuple[int, str], tuple[dict[str, float], dict[str, float]]] = {}
+_IDF: dict[tuple[int, str], tuple[dict[str, float], Translation]] = {}
 
 
-def _idf(answerer, question: str) -> tuple[dict[str, float], dict[str, float]]:
-    """(idf of the question's tokens, weighted idf of its translation's), cached."""
+def _idf(answerer, question: str) -> tuple[dict[str, float], Translation]:
+    """(idf of the question's tokens, its dictionary translation against the collection), cached."""
+    from rag.language import detect_language
     from rag.tokenize import keyword_tokens
 
     key = (id(answerer), question)
     if key not in _IDF:
         retriever = answerer.retriever
-        _IDF[key] = retriever.keyword_index.idf(keyword_tokens(question)), retriever.translated_idf(question)
+        idf = retriever.keyword_index.idf(keyword_tokens(question))
+        _IDF[key] = idf, retriever.translation(question, detect_language(question))
     return _IDF[key]
 
 
@@ -100,8 +107,8 @@ def quote_hits(cases, raters, sizes: list | None = None) -> dict[str, float]:
     for name, items in cases.items():
         hits = []
         for question, gold, sources, store in items:
-            idf, translated = _idf(store.answerer, question)
-            picked = quotes.choose_quotes(question, sources, raters[id(store)], idf, translated)
+            idf, translation = _idf(store.answerer, question)
+            picked = quotes.choose_quotes(question, sources, raters[id(store)], idf, translation)
             hits.append(any(contains_gold(q.text, gold) for q in picked))
             if sizes is not None:
                 sizes.append((len(picked), sum(len(q.text) for q in picked)))

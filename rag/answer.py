@@ -227,5 +227,5 @@ class Answerer:
 
     def quotes(self, question: str, sources: list[Hit]) -> list[Quote]:
         idf = self.retriever.keyword_index.idf(keyword_tokens(question))
-        translated = self.retriever.translated_idf(question)
-        return choose_quotes(question, sources, self.retriever.sentence_similarity, idf, translated)
+        translation = self.retriever.translation(question, detect_language(question))
+        return choose_quotes(question, sources, self.retriever.sentence_similarity, idf, translation)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ingest.chunking import split_sentences, unwrap_lines
+from rag.dictionary import Translation
 from rag.language import detect_language
 from rag.retrieve import Hit, term_coverage
 from rag.tokenize import keyword_tokens
@@ -66,6 +67,14 @@ FOLLOW_ANNOUNCEMENTS = False
 # A sentence in another language than the question's shares no words with it: its overlap is also read on the
 # question's dictionary translation (rag/dictionary.py), and the larger of the two counts.
 TRANSLATED_OVERLAP = True
+# How that translated overlap is read. "share": the share of the translation's rarity that the sentence holds, names
+# left out (they count in the overlap on the question as written). Of "What do Macedonian villagers call the
+# Pleiades?" only "call" has a translation a bilingual store holds (访问, as in "call on"), so every Chinese sentence
+# with 访问 held the whole translated question, and three were the quote. "coverage": the question's coverage as
+# retrieval reads a chunk in the other language (Translation.coverage): every word the store holds, translated or a
+# name as written, weighted by rarity; a word no chunk holds weighs nothing, as in the overlap on the question as
+# written. Chosen on the tune half (bench/tune_quotes.py offers both).
+TRANSLATED_MEASURE = "coverage"
 # A sentence joins the best one only in the question's language or the best sentence's: in a bilingual store an
 # English question about the citation badge drew, under the English answer, "设为 `quotes` 则只显示引文。", which shares
 # a translated word (引文) and answers nothing. Precision, not hits: kept unless it costs the tune half quote hits
@@ -138,12 +147,12 @@ def choose_quotes(
     hits: list[Hit],
     similarity: Callable[[str, list[str]], np.ndarray] | None = None,
     idf: Mapping[str, float] | None = None,
-    translated: Mapping[str, float] | None = None,
+    translation: Translation | None = None,
 ) -> list[Quote]:
     """At most MAX_SENTENCES sentences (MAX_CHARS in all) that best answer ``question``. ``similarity`` rates
     sentences against the question on 0..1 (the retriever's, centred across languages); ``idf`` weighs the question's
-    words by rarity (the keyword index's), plain coverage without it; ``translated`` maps the tokens of the question's
-    translation to their weighted idf (Retriever.translated_idf)."""
+    words by rarity (the keyword index's), plain coverage without it; ``translation`` is the question's dictionary
+    translation against the collection (Retriever.translation)."""
     sentences = sentences_of(hits)
     if not sentences:
         return []
@@ -154,12 +163,11 @@ def choose_quotes(
     sentence_tokens = [keyword_tokens(s.text) for s in sentences]
     sentence_language = [detect_language(s.text) for s in sentences]
     overlap = [term_coverage(tokens, own, dict(idf) if idf else None) for own in sentence_tokens]
-    if tuned.TRANSLATED_OVERLAP and translated:
-        total = sum(translated.values())
+    if tuned.TRANSLATED_OVERLAP and translation is not None and translation.groups:
+        translated = _translated_overlap(translation, tuned.TRANSLATED_MEASURE)
         for i, own in enumerate(sentence_tokens):
-            if total > 0 and sentence_language[i] != language:
-                held = set(own)
-                overlap[i] = max(overlap[i], sum(w for t, w in translated.items() if t in held) / total)
+            if sentence_language[i] != language:
+                overlap[i] = max(overlap[i], translated(set(own)))
     prior = [
         tuned.RANK_WEIGHT / (1 + s.hit_rank) + (tuned.NUMBER_WEIGHT if wants_number and _DIGIT.search(s.text) else 0.0)
         for s in sentences
@@ -212,6 +220,16 @@ def choose_quotes(
                 continue
             picked.append(i)
     return _as_quotes(sentences, picked)
+
+
+def _translated_overlap(translation: Translation, measure: str) -> Callable[[set[str]], float]:
+    """The share of the translated question a sentence's tokens hold, read as TRANSLATED_MEASURE says. A word no
+    chunk holds weighs nothing, as in the overlap on the question as written: it tells no sentence apart."""
+    if measure == "coverage":
+        return lambda held: translation.coverage(held, absent=0.0)
+    weights = translation.weighted_idf()
+    total = sum(weights.values())
+    return lambda held: sum(w for t, w in weights.items() if t in held) / total if total > 0 else 0.0
 
 
 def _rate(question: str, texts: list[str], similarity: Callable[..., np.ndarray], scale: str) -> np.ndarray:

@@ -455,11 +455,6 @@ class Retriever:
             return dictionary.Translation([], [])
         return dictionary.translate(question, language, self.keyword_index.idf)
 
-    def translated_idf(self, question: str) -> dict[str, float]:
-        """The tokens of the question's dictionary translation with their weighted idf (empty when translation is
-        off for its language): what the quote picker reads a sentence in the other language against."""
-        return self.translation(question, detect_language(question)).weighted_idf()
-
     def absent_names(self, question: str) -> list[str]:
         """The Latin-script names of a Chinese question that no chunk holds (rag/names.py): grounding refuses it."""
         return names.absent_names(question, self.keyword_index.idf)

@@ -19,6 +19,7 @@ from rag.answer import (
     standalone_query,
 )
 from rag.config import Settings, load_settings
+from rag.dictionary import Translation
 from rag.embedders import FakeEmbedder
 from rag.errors import ConfigError
 from rag.keyword_sync import open_keyword_index
@@ -453,9 +454,29 @@ def test_a_sentence_in_the_other_language_is_read_against_the_translated_questio
     monkeypatch.setattr(rag.quotes, "FOLLOWS_WEIGHT", 0.0)
     answer = "默认的检索数量是五个片段。"
     sources = [hit(f"这个应用在本机运行。界面支持中文和英文。{answer}")]
-    translated = {"默认": 4.0, "检索": 3.0, "数量": 1.0}
+    idf = {"默认": 4.0, "检索": 3.0, "数量": 1.0}
+    translated = Translation([[[token]] for token in idf], [], idf)
     quotes = choose_quotes("What is the default retrieval number?", sources, None, {}, translated)
     assert (quotes[0].text == answer) is translated_overlap
+
+
+@pytest.mark.parametrize("measure", ["share", "coverage"])
+def test_one_translated_word_is_not_the_whole_question(monkeypatch, measure) -> None:
+    """Of "What do Macedonian villagers call the Pleiades?" only "call" has a translation a bilingual store holds
+    (访问, as in "call on"). Read as the share of the translation alone, a Chinese sentence holding 访问 matched the
+    whole question and was quoted over the English sentence naming the villagers; read as the question's coverage, the
+    names it lacks count against it."""
+    import rag.quotes
+
+    monkeypatch.setattr(rag.quotes, "TRANSLATED_MEASURE", measure)
+    monkeypatch.setattr(rag.quotes, "SECOND_SENTENCE_SHARE", 1.01)
+    answer = "Mother Hen (Kvachka) is the constellation Macedonian villagers know best."
+    aside = "无法直接访问其他组件的数据。"
+    idf = {"macedonian": 5.0, "villager": 5.0, "pleiade": 5.0, "call": 2.0, "访问": 3.0}
+    translation = Translation([[["访问"]]], ["macedonian", "villager", "pleiade"], idf)
+    question = "What do Macedonian villagers call the Pleiades?"
+    [quote] = choose_quotes(question, [hit(aside), hit(answer)], None, idf, translation)
+    assert (quote.text == answer) is (measure == "coverage")
 
 
 def test_a_sentence_repeated_by_overlapping_chunks_is_quoted_once() -> None:
@@ -481,7 +502,8 @@ def test_a_sentence_in_a_third_language_does_not_join_the_answer(monkeypatch, sa
     def similarity(question: str, sentences: list[str], clip: bool = True):
         return np.array([1.0 if s == answer else 0.95 for s in sentences])
 
-    quotes = choose_quotes("What colour is the citation badge?", sources, similarity, {}, {"引文": 1.0})
+    translated = Translation([[["引文"]]], [], {"引文": 1.0})
+    quotes = choose_quotes("What colour is the citation badge?", sources, similarity, {}, translated)
     texts = [q.text for q in quotes]
     assert texts[0] == answer
     assert (aside in texts) is not same_language
