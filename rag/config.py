@@ -105,7 +105,8 @@ class Settings(BaseSettings):
     )
     refuse_unknown_names: bool = Field(
         True,
-        description="Refuse a Chinese question naming (in Latin script, or a 《title》) what no document mentions.",
+        description="Refuse a question naming what no document mentions: a Chinese one by a Latin-script name or a "
+        "《title》, an English one by an identifier (OpenAI, TLS, GPT-4o).",
     )
     model_dirs: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Extra folders searched for GGUF models (python -m rag models, sidebar)."

@@ -456,8 +456,15 @@ class Retriever:
         return dictionary.translate(question, language, self.keyword_index.idf)
 
     def absent_names(self, question: str) -> list[str]:
-        """The Latin-script names of a Chinese question that no chunk holds (rag/names.py): grounding refuses it."""
-        return names.absent_names(question, self.keyword_index.idf)
+        """The names of a question (Latin-script names and titles in a Chinese one, identifiers in an English one)
+        that no chunk holds, as written or in translation (rag/names.py): grounding refuses it."""
+        absent = names.absent_names(question, self.keyword_index.idf)
+        if absent and not names.is_cjk_question(question):  # an English identifier may be held in Chinese
+            translation = self.translation(question, detect_language(question))
+            if translation.groups:
+                translated = set(keyword_tokens(question)) - set(translation.untranslated)
+                absent = names.absent_names(question, self.keyword_index.idf, translated)
+        return absent
 
     def sentence_similarity(self, question: str, sentences: list[str], *, clip: bool = True) -> np.ndarray:
         """How close each sentence is to the question, 0..1, on the fusion's scales: plain cosine for a sentence in

@@ -394,6 +394,28 @@ def test_absent_names_need_every_word_of_the_name() -> None:
     assert absent_names("Llama 2 的参数量是多少？", known) == []
 
 
+def test_an_english_question_is_checked_for_identifiers_only() -> None:
+    """A capitalised English word may be a name the documents write in Chinese (Pangu: 盘古); an identifier, with a
+    capital inside it or a digit, is written the same in both."""
+    from rag.names import identifiers
+
+    assert identifiers("How do I wrap a Python socket server in TLS?") == ["TLS"]
+    assert identifiers("When was GPT-4o released by OpenAI?") == ["GPT-4o", "OpenAI"]
+    assert identifiers("How many parameters does Pangu have in Chengdu?") == []
+    assert identifiers("GPT-4o 是哪一天发布的？") == []  # a Chinese question: its Latin names are checked
+
+
+def test_an_english_identifier_held_in_translation_is_present() -> None:
+    from rag.names import absent_names
+
+    def known(tokens: list[str]) -> dict[str, float]:
+        return {t: 1.0 for t in tokens if t == "llama"}
+
+    assert absent_names("What does DNA encode?", known) == ["DNA"]
+    assert absent_names("What does DNA encode?", known, translated={"dna"}) == []  # 脱氧核糖核酸 is held
+    assert absent_names("How large is Llama 2 compared with GPT-4o?", known) == ["GPT-4o"]
+
+
 def test_a_title_counts_by_its_character_pairs_and_only_in_title_marks() -> None:
     """《红楼梦》 is looked up by 红楼 and 楼梦 (a segmenter may cut the documents' 红楼梦 otherwise); text in other
     quotation marks is not a title: questions paraphrase inside them."""
@@ -507,6 +529,19 @@ def test_a_sentence_in_a_third_language_does_not_join_the_answer(monkeypatch, sa
     texts = [q.text for q in quotes]
     assert texts[0] == answer
     assert (aside in texts) is not same_language
+
+
+def test_an_english_question_naming_an_identifier_no_document_mentions_is_refused(
+    answerer: Answerer, monkeypatch
+) -> None:
+    from rag.answer import ABSENT_NAME_EN
+
+    question = "Who released Llama 2 and ChatGLM3, and when?"
+    answer = answerer.ask(question)
+    assert (answer.abstained, answer.text) == (True, ABSENT_NAME_EN.format(names='"ChatGLM3"'))
+    assert answer.quotes == [] and answerer.chat_model.calls == []  # type: ignore[attr-defined]
+    monkeypatch.setattr(answerer.settings, "refuse_unknown_names", False)
+    assert not answerer.ask(question).abstained  # grounding alone lets it through
 
 
 def _part(content: str | None, finish: str | None = None):
