@@ -11,9 +11,9 @@ evidence (coverage, similarity). Two variants, each calibrated on the tune half 
 without reading a chunk in the other language against the question's dictionary translation (TRANSLATED_COVERAGE in
 rag/retrieve.py: the share of the question's words the chunk holds in translation counts as coverage).
 RAG_UNKNOWN_WORD_PENALTY (relevance lost in proportion to the share of the question's words that no chunk holds in
-either language) is offered to the same search, the best choice without it shown beside; then, as it is chosen, the ranges held: the
-penalty that best separates answerable from off-topic questions (ROC AUC), and RAG_MIN_RELEVANCE for the most
-refusals at the release before's answered rate. Last, the
+either language) is offered to the same search, the best choice without it shown beside; then, as it is chosen,
+the ranges held: the penalty that best separates answerable from off-topic questions (ROC AUC), and
+RAG_MIN_RELEVANCE for the most refusals at the release before's answered rate. Last, the
 shipped constants and the release before's on evidence with Chinese words translated by whole glosses
 (rag/dictionary.py, WHOLE_GLOSSES) and by any word of a gloss, side by side.
 
@@ -69,6 +69,7 @@ class Questions:
     same: np.ndarray  # the chunk is in the question's language
     unknown: np.ndarray  # share of the question's words no chunk holds (rag/retrieve.py, unknown_share)
     named: np.ndarray  # names something no chunk holds (rag/names.py): refused whatever the relevance
+    cjk: np.ndarray  # written in Chinese (or Japanese, Korean): the only questions checked for names before identifiers
     language: np.ndarray
     kind: np.ndarray  # off-topic kind ("near", "far") or ""
 
@@ -80,6 +81,8 @@ class Questions:
         n = len(asked)
         coverage, similarity, same = np.zeros((n, HITS)), np.full((n, HITS), np.nan), np.ones((n, HITS), dtype=bool)
         unknown, named = np.zeros(n), np.zeros(n, dtype=bool)
+        from rag.names import is_cjk_question
+
         for i, (service, question, _) in enumerate(asked):
             language = detect_language(question)
             for j, h in enumerate(service.retriever.search(question, HITS)[:HITS]):
@@ -89,20 +92,24 @@ class Questions:
             unknown[i] = service.retriever.unknown_share(question)
             named[i] = bool(service.retriever.absent_names(question))
         languages = np.array([detect_language(q) for _, q, _ in asked])
-        return cls(coverage, similarity, same, unknown, named, languages, np.array([k or "" for _, _, k in asked]))
+        cjk = np.array([is_cjk_question(q) for _, q, _ in asked], dtype=bool)
+        kinds = np.array([k or "" for _, _, k in asked])
+        return cls(coverage, similarity, same, unknown, named, cjk, languages, kinds)
 
-    def relevance(self, g: tuple, names: bool = True) -> np.ndarray:
+    def relevance(self, g: tuple, names: bool | str = True) -> np.ndarray:
         """Each question's best relevance under constants ``g`` = (same low, width, cross low, width, threshold,
         penalty), as rag/retrieve.py computes it."""
         low = np.where(self.same, g[0], g[2])
         width = np.where(self.same, g[1], g[3])
         dense = np.nan_to_num(np.clip((self.similarity - low) / width, 0.0, 1.0))
         best = np.max(np.maximum(self.coverage, dense), axis=1) - g[5] * self.unknown
-        return np.where(self.named, -1.0, best) if names else best
+        if not names:
+            return best
+        return np.where(self.named & self.cjk if names == "cjk" else self.named, -1.0, best)
 
 
 def rates(
-    halves: dict, split: str, g: tuple, language: str | None = None, names: bool = True, kind: str | None = None
+    halves: dict, split: str, g: tuple, language: str | None = None, names: bool | str = True, kind: str | None = None
 ) -> tuple[float, float, int, int]:
     """(answered, refused, answerable questions, off-topic questions) of one half with constants ``g``."""
     out = []
@@ -176,7 +183,7 @@ def calibrate_penalty(halves: dict[str, tuple], shipped: tuple) -> tuple[tuple, 
     print(f"\nranges held, penalty by separation, threshold at answered >= {floor:.3f}: {describe(chosen)}")
     print(f"most refusals at the floor, any penalty: {describe(floor_only)}")
     columns = {"chosen": chosen, "most refusals at the floor": floor_only, "shipped": shipped, "release before": before}
-    return chosen, print_rates(halves, columns)
+    return chosen, print_rates(halves, columns, names_of="chosen")
 
 
 def describe(g: tuple) -> str:
@@ -189,14 +196,15 @@ def print_rates(
     halves: dict, constants: dict[str, tuple], names_of: str | None = None, evidence: dict[str, dict] | None = None
 ) -> dict:
     """A table of answered / refused per half and question language (and off-topic kind) for each set of constants;
-    ``names_of``: also show those constants without the check of absent names; ``evidence``: columns read on other
-    evidence than ``halves`` (gathered under other code: rag/dictionary.py, WHOLE_GLOSSES)."""
+    ``names_of``: also show those constants without the check of absent names, and with names checked in Chinese
+    questions only (as before rag/names.py's ``identifiers``); ``evidence``: columns read on other evidence than
+    ``halves`` (gathered under other code: rag/dictionary.py, WHOLE_GLOSSES)."""
     evidence = evidence or {}
     columns = list(constants)
     head = " | ".join(f"{c} (answered / refused)" for c in columns)
-    extra = f" | {names_of}, without the name check" if names_of else ""
+    extra = f" | {names_of}, without the name check | {names_of}, names in Chinese questions only" if names_of else ""
     print(f"| half | question language | {head}{extra} |")
-    print("|---|---|" + "---|" * (len(columns) + bool(names_of)))
+    print("|---|---|" + "---|" * (len(columns) + 2 * bool(names_of)))
     table: dict[str, dict[str, list]] = {}
     for split in ("tune", "report"):
         table[split] = {}
@@ -210,6 +218,9 @@ def print_rates(
             if names_of:
                 a, r, ny, nn = rates(halves, split, constants[names_of], language, names=False, kind=kind)
                 table[split][f"{label}, {names_of}, without the name check"] = [None if kind else a, r, ny, nn]
+                cells.append(f"{'-' if kind else f'{a:.3f}'} / {r:.3f}")
+                a, r, ny, nn = rates(halves, split, constants[names_of], language, names="cjk", kind=kind)
+                table[split][f"{label}, {names_of}, names in Chinese questions only"] = [None if kind else a, r, ny, nn]
                 cells.append(f"{'-' if kind else f'{a:.3f}'} / {r:.3f}")
             print(f"| {split} | {label} | " + " | ".join(cells) + " |")
     return table
