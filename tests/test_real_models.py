@@ -271,3 +271,24 @@ def test_a_chinese_word_is_not_covered_by_one_word_of_its_english_gloss(tmp_path
     assert not service.ingestor.ingest_paths([tmp_path / "mars.txt"]).failed
     assert service.answerer.stream("红烧肉怎么做？", mode="quotes").abstained is whole
     assert not service.answerer.stream("火星上的一天有多长？", mode="quotes").abstained
+
+
+def test_an_english_question_naming_an_identifier_no_document_holds_is_refused(tmp_path: Path) -> None:
+    """ESA appears nowhere in an English text on Mars, whose words the question otherwise shares: grounding alone
+    answers it; the name check refuses it, naming ESA. An identifier the text holds (InSight) is answered."""
+    from rag.answer import ABSENT_NAME_EN
+
+    (tmp_path / "mars.txt").write_text(
+        "Mars is called the red planet. A day on Mars lasts 24 hours and 39 minutes, and a year lasts 687 Earth "
+        "days. NASA's InSight lander measured marsquakes from 2018 to 2022.\n",
+        encoding="utf-8",
+    )
+    settings = Settings(_env_file=None, store_dir=tmp_path / "store", n_ctx=2048)
+    service = RagService(settings)
+    assert not service.ingestor.ingest_paths([tmp_path / "mars.txt"]).failed
+    question = "How long is a day on Mars according to ESA?"
+    answer = service.answerer.stream(question, mode="quotes")
+    assert answer.abstained and "".join(answer) == ABSENT_NAME_EN.format(names='"ESA"')
+    unchecked = RagService(settings.model_copy(update={"refuse_unknown_names": False}))
+    assert not unchecked.answerer.stream(question, mode="quotes").abstained
+    assert not service.answerer.stream("What did NASA's InSight lander measure?", mode="quotes").abstained
