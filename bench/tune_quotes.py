@@ -210,15 +210,21 @@ def main() -> int:
     from ingest import chunking
 
     joined = chunking.JOIN_CONTINUATIONS
+    other_measure = "share" if chosen["TRANSLATED_MEASURE"] == "coverage" else "coverage"
     # Side by side in this run: the chosen values (per question language, and one set for all), the ones
-    # rag/quotes.py ships, the previous release's, and the chosen ones with the other line joining
-    # (ingest/chunking.py, JOIN_CONTINUATIONS).
+    # rag/quotes.py ships, the previous release's, the chosen ones with the other line joining
+    # (ingest/chunking.py, JOIN_CONTINUATIONS) and with the other reading of the translated overlap.
     variants = {
         "chosen per language": (chosen, by_language, joined),
         "chosen, one set": (chosen, {}, joined),
         "shipped": (defaults, shipped_by_language, joined),
         "previous": (previous, {}, joined),
         f"chosen, JOIN_CONTINUATIONS={not joined}": (chosen, by_language, not joined),
+        f"chosen, TRANSLATED_MEASURE={other_measure}": (
+            {**chosen, "TRANSLATED_MEASURE": other_measure},
+            by_language,
+            joined,
+        ),
     }
     results = {
         "meta": meta,
