@@ -77,12 +77,11 @@ class Questions:
     def ask(cls, asked: list[tuple[object, str, str]]) -> Questions:
         """``asked``: (service, question, kind) triples."""
         from rag.language import detect_language
+        from rag.names import is_cjk_question
 
         n = len(asked)
         coverage, similarity, same = np.zeros((n, HITS)), np.full((n, HITS), np.nan), np.ones((n, HITS), dtype=bool)
         unknown, named = np.zeros(n), np.zeros(n, dtype=bool)
-        from rag.names import is_cjk_question
-
         for i, (service, question, _) in enumerate(asked):
             language = detect_language(question)
             for j, h in enumerate(service.retriever.search(question, HITS)[:HITS]):
