@@ -1,8 +1,9 @@
 """Calibrate grounding: GROUNDING_RANGE (rag/retrieve.py) and RAG_MIN_RELEVANCE, on answerable vs off-topic questions.
 
-A question is answered when its best retrieved chunk's relevance reaches the threshold, where relevance =
-max(rarity-weighted share of the question's words in the chunk, similarity rescaled to 0..1) and similarity is the
-plain cosine for a chunk in the question's language, the centred one for a chunk in another (each with its own range).
+A question is answered when its grounding evidence reaches the threshold: its best retrieved chunk's relevance, where
+relevance = max(rarity-weighted share of the question's words in the chunk, similarity rescaled to 0..1) and
+similarity is the plain cosine for a chunk in the question's language, the centred one for a chunk in another (each
+with its own range), plus RAG_SENTENCE_WEIGHT times the similarity of the retrieved sentence closest to the question.
 Questions are asked in a bilingual collection and in the collection of their documents' language alone (off-topic
 ones in all three). The ranges and the threshold are chosen together on the tune half: the most off-topic refusals
 while at least MIN_ANSWERED of the answerable questions (every language pair) are answered. The report half shows
@@ -12,8 +13,8 @@ without reading a chunk in the other language against the question's dictionary 
 rag/retrieve.py: the share of the question's words the chunk holds in translation counts as coverage).
 RAG_UNKNOWN_WORD_PENALTY (relevance lost in proportion to the share of the question's words that no chunk holds in
 either language) is offered to the same search, the best choice without it shown beside; then, as it is chosen,
-the ranges held: the penalty that best separates answerable from off-topic questions (ROC AUC), and
-RAG_MIN_RELEVANCE for the most refusals at the release before's answered rate. Last, the
+the ranges held: the penalty and the sentence weight that best separate answerable from off-topic questions (ROC
+AUC), and RAG_MIN_RELEVANCE for the most refusals at the release before's answered rate. Last, the
 shipped constants and the release before's on evidence with Chinese words translated by whole glosses
 (rag/dictionary.py, WHOLE_GLOSSES) and by any word of a gloss, side by side.
 
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from benchlib import ROOT, header, parse_scale, write_results
-from devsets import add_dev_store_options, build_dev_stores, cached_queries, dev_cases, offtopic
+from devsets import add_dev_store_options, build_dev_stores, cached_passages, cached_queries, dev_cases, offtopic
 
 MIN_ANSWERED = 0.97
 SAME_LOWS = np.round(np.arange(0.78, 0.901, 0.01), 3)
@@ -40,9 +41,11 @@ THRESHOLDS = np.round(np.arange(0.15, 0.901, 0.05), 3)
 PENALTIES = (0.0, 0.25, 0.5, 0.75, 1.0)  # RAG_UNKNOWN_WORD_PENALTY, in the search of everything together
 # RAG_UNKNOWN_WORD_PENALTY and RAG_MIN_RELEVANCE chosen together with the ranges held (how it was chosen): finer steps.
 PENALTY_STEPS = np.round(np.arange(0.0, 1.001, 0.05), 3)
-PENALTY_THRESHOLDS = np.round(np.arange(0.10, 0.401, 0.01), 3)
-# The release before this penalty: shipped ranges, no penalty, RAG_MIN_RELEVANCE 0.3.
-BEFORE = (0.3, 0.0)
+PENALTY_THRESHOLDS = np.round(np.arange(0.10, 0.901, 0.01), 3)
+# RAG_SENTENCE_WEIGHT, chosen with the penalty (the closest sentence's similarity, on the fusion's scale, is 0.4-1.6).
+WEIGHT_STEPS = np.round(np.arange(0.0, 0.601, 0.05), 3)
+# RAG_MIN_RELEVANCE, RAG_UNKNOWN_WORD_PENALTY and RAG_SENTENCE_WEIGHT of the release before the sentence evidence.
+BEFORE = (0.16, 0.6, 0.0)
 # What the release before the penalty answered on the tune half (0.964): the floor the penalty was chosen at. A fixed
 # number, so that a later change (whole-gloss translation) is calibrated to the same promise, not to what the old
 # constants answer under it.
@@ -68,6 +71,7 @@ class Questions:
     similarity: np.ndarray  # nan where a chunk has none
     same: np.ndarray  # the chunk is in the question's language
     unknown: np.ndarray  # share of the question's words no chunk holds (rag/retrieve.py, unknown_share)
+    sentence: np.ndarray  # similarity of the retrieved sentence closest to the question (rag/quotes.py, RatedSentences)
     named: np.ndarray  # names something no chunk holds (rag/names.py): refused whatever the relevance
     cjk: np.ndarray  # written in Chinese (or Japanese, Korean): the only questions checked for names before identifiers
     language: np.ndarray
@@ -81,27 +85,30 @@ class Questions:
 
         n = len(asked)
         coverage, similarity, same = np.zeros((n, HITS)), np.full((n, HITS), np.nan), np.ones((n, HITS), dtype=bool)
-        unknown, named = np.zeros(n), np.zeros(n, dtype=bool)
+        unknown, named, sentence = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n)
         for i, (service, question, _) in enumerate(asked):
             language = detect_language(question)
-            for j, h in enumerate(service.retriever.search(question, HITS)[:HITS]):
+            hits = service.retriever.search(question, HITS)[:HITS]
+            for j, h in enumerate(hits):
                 coverage[i, j] = h.coverage
                 similarity[i, j] = np.nan if h.similarity is None else h.similarity
                 same[i, j] = h.lang == language
+            sentence[i] = service.answerer.rate_sentences(question, hits).best()
             unknown[i] = service.retriever.unknown_share(question)
             named[i] = bool(service.retriever.absent_names(question))
         languages = np.array([detect_language(q) for _, q, _ in asked])
         cjk = np.array([is_cjk_question(q) for _, q, _ in asked], dtype=bool)
         kinds = np.array([k or "" for _, _, k in asked])
-        return cls(coverage, similarity, same, unknown, named, cjk, languages, kinds)
+        return cls(coverage, similarity, same, unknown, sentence, named, cjk, languages, kinds)
 
     def relevance(self, g: tuple, names: bool | str = True) -> np.ndarray:
-        """Each question's best relevance under constants ``g`` = (same low, width, cross low, width, threshold,
-        penalty), as rag/retrieve.py computes it."""
+        """Each question's grounding evidence under constants ``g`` = (same low, width, cross low, width, threshold,
+        penalty, sentence weight): the best relevance as rag/retrieve.py computes it, plus the sentence weight times
+        the closest sentence's similarity (rag/answer.py, Answerer.evidence)."""
         low = np.where(self.same, g[0], g[2])
         width = np.where(self.same, g[1], g[3])
         dense = np.nan_to_num(np.clip((self.similarity - low) / width, 0.0, 1.0))
-        best = np.max(np.maximum(self.coverage, dense), axis=1) - g[5] * self.unknown
+        best = np.max(np.maximum(self.coverage, dense), axis=1) - g[5] * self.unknown + g[6] * self.sentence
         if not names:
             return best
         return np.where(self.named & self.cjk if names == "cjk" else self.named, -1.0, best)
@@ -129,7 +136,7 @@ def calibrate(halves: dict[str, tuple], scale: str, shipped: tuple) -> tuple[tup
     """Choose the ranges, the threshold and the unknown-word penalty together on the tune half: the most off-topic
     refusals while answering at least MIN_ANSWERED. Print both halves' rates beside the best choice without the
     penalty, the ``shipped`` constants and the release before the penalty."""
-    grid = list(itertools.product(SAME_LOWS, SAME_WIDTHS, CROSS_LOWS, CROSS_WIDTHS, THRESHOLDS, PENALTIES))
+    grid = list(itertools.product(SAME_LOWS, SAME_WIDTHS, CROSS_LOWS, CROSS_WIDTHS, THRESHOLDS, PENALTIES, shipped[6:]))
     if scale != "full":
         grid = [*grid[:: max(1, len(grid) // 3000)], shipped]
     scored = {g: rates(halves, "tune", g)[:2] for g in grid}
@@ -155,40 +162,50 @@ def separation(halves: dict, split: str, g: tuple) -> float:
 
 
 def calibrate_penalty(halves: dict[str, tuple], shipped: tuple) -> tuple[tuple, dict]:
-    """How RAG_UNKNOWN_WORD_PENALTY and RAG_MIN_RELEVANCE are chosen, the ranges held at the shipped ones: the
-    penalty with the best separation on the tune half (the shipped one within AUC_MARGIN of it), then the threshold
-    with the most off-topic refusals there while answering as many answerable questions as the release before the
-    penalty did (ANSWERED_FLOOR). Beside it, the pair with the most refusals at the floor, any penalty (the chooser
-    before)."""
+    """How RAG_UNKNOWN_WORD_PENALTY, RAG_SENTENCE_WEIGHT and RAG_MIN_RELEVANCE are chosen, the ranges held at the
+    shipped ones: the penalty and the sentence weight with the best separation on the tune half (the shipped pair
+    kept unless the best is AUC_MARGIN higher), then the threshold with the most off-topic refusals there while
+    answering ANSWERED_FLOOR of the answerable questions. Beside it, the triple with the most refusals at the floor
+    (the chooser before the AUC one) and the release before the sentence evidence."""
     before = (*shipped[:4], *BEFORE)
     floor = ANSWERED_FLOOR
-    print("\n| penalty | AUC, tune half | AUC, report half |\n|---|---|---|")
-    aucs = {}
-    for k in PENALTY_STEPS:
-        aucs[float(k)] = separation(halves, "tune", (*shipped[:4], 0.0, k))
-        print(f"| {k:.2f} | {aucs[float(k)]:.4f} | {separation(halves, 'report', (*shipped[:4], 0.0, k)):.4f} |")
+    aucs = {
+        (float(k), float(w)): separation(halves, "tune", (*shipped[:4], 0.0, k, w))
+        for k in PENALTY_STEPS
+        for w in WEIGHT_STEPS
+    }
+    print("\n| sentence weight | best penalty at it | AUC, tune half | AUC, report half | AUC at the shipped penalty, "
+          "tune |\n|---|---|---|---|---|")  # fmt: skip
+    for w in WEIGHT_STEPS:
+        k = max(PENALTY_STEPS, key=lambda k: aucs[(float(k), float(w))])
+        report = separation(halves, "report", (*shipped[:4], 0.0, k, w))
+        at_shipped = separation(halves, "tune", (*shipped[:4], 0.0, shipped[5], w))
+        print(f"| {w:.2f} | {k:.2f} | {aucs[(float(k), float(w))]:.4f} | {report:.4f} | {at_shipped:.4f} |")
     best = max(aucs, key=aucs.__getitem__)
     own = separation(halves, "tune", shipped)
-    penalty = shipped[5] if aucs[best] < own + AUC_MARGIN else best
-    print(f"best separation: penalty {best} (AUC {aucs[best]:.4f}); shipped {shipped[5]} ({own:.4f}) -> {penalty}")
+    pair = (shipped[5], shipped[6]) if aucs[best] < own + AUC_MARGIN else best
+    print(f"best separation: penalty {best[0]}, sentence weight {best[1]} (AUC {aucs[best]:.4f}); shipped "
+          f"{shipped[5]}, {shipped[6]} ({own:.4f}) -> {pair[0]}, {pair[1]}")  # fmt: skip
 
-    def at_floor(penalties) -> tuple:
-        grid = [(*shipped[:4], t, k) for k in penalties for t in PENALTY_THRESHOLDS]
+    def at_floor(pairs) -> tuple:
+        grid = [(*shipped[:4], t, k, w) for k, w in pairs for t in PENALTY_THRESHOLDS]
         scored = {g: rates(halves, "tune", g)[:2] for g in grid}
         feasible = [g for g in grid if scored[g][0] >= floor - 1e-9] or grid
-        return max(feasible, key=lambda g: (scored[g][1], scored[g][0], -g[5]))
+        return max(feasible, key=lambda g: (scored[g][1], scored[g][0], -g[5], -g[6]))
 
-    chosen, floor_only = at_floor([penalty]), at_floor(PENALTY_STEPS)
-    print(f"\nranges held, penalty by separation, threshold at answered >= {floor:.3f}: {describe(chosen)}")
-    print(f"most refusals at the floor, any penalty: {describe(floor_only)}")
-    columns = {"chosen": chosen, "most refusals at the floor": floor_only, "shipped": shipped, "release before": before}
+    chosen, floor_only = at_floor([pair]), at_floor(list(aucs))
+    print(f"\nranges held, penalty and sentence weight by separation, threshold at answered >= {floor:.3f}: "
+          f"{describe(chosen)}")  # fmt: skip
+    print(f"most refusals at the floor, any penalty and sentence weight: {describe(floor_only)}")
+    columns = {"chosen": chosen, "most refusals at the floor": floor_only, "shipped": shipped,
+               "release before (no sentence evidence)": before}  # fmt: skip
     return chosen, print_rates(halves, columns, names_of="chosen")
 
 
 def describe(g: tuple) -> str:
     same, cross = (float(g[0]), round(float(g[0] + g[1]), 3)), (float(g[2]), round(float(g[2] + g[3]), 3))
     return (f"GROUNDING_RANGE same={same} cross={cross}, RAG_MIN_RELEVANCE={float(g[4])}, "
-            f"RAG_UNKNOWN_WORD_PENALTY={float(g[5])}")  # fmt: skip
+            f"RAG_UNKNOWN_WORD_PENALTY={float(g[5])}, RAG_SENTENCE_WEIGHT={float(g[6])}")  # fmt: skip
 
 
 def print_rates(
@@ -230,7 +247,8 @@ def main() -> int:
     meta = header("calibrate_grounding", args)
     stores = build_dev_stores(args)
     service = stores["mixed"]
-    cached_queries(service.embedder)
+    for store in stores.values():
+        cached_passages(cached_queries(store.embedder))
     extra_off = json.loads((ROOT / "bench" / "datasets" / "unanswerable.json").read_text(encoding="utf-8"))
     import rag.retrieve
 
@@ -264,7 +282,7 @@ def main() -> int:
     (same_low, same_high), (cross_low, cross_high) = ranges.get("same", (0.0, 1.0)), ranges.get("cross", (0.0, 1.0))
     settings = service.settings
     constants = (same_low, same_high - same_low, cross_low, cross_high - cross_low, settings.min_relevance,
-                 settings.unknown_word_penalty)  # fmt: skip
+                 settings.unknown_word_penalty, settings.sentence_weight)  # fmt: skip
     for translated, halves in variants.items():
         print(f"\n## TRANSLATED_COVERAGE={translated}" + (" (shipped)" if translated == shipped else ""))
         results[translated] = calibrate(halves, args.scale, constants)
@@ -272,7 +290,7 @@ def main() -> int:
     table["without TRANSLATED_COVERAGE" if shipped else "with TRANSLATED_COVERAGE"] = results[not shipped][1]
     penalty, penalty_table = calibrate_penalty(variants[shipped], constants)
     print(f"\n## Chinese words translated by whole glosses (WHOLE_GLOSSES={whole}) against any word of a gloss")
-    before_gloss = (*constants[:4], *BEFORE_WHOLE_GLOSSES)
+    before_gloss = (*constants[:4], *BEFORE_WHOLE_GLOSSES, 0.0)
     loose, strict = (other_glosses, variants[shipped]) if whole else (variants[shipped], other_glosses)
     loose_before, loose_shipped = "any word, release before's constants (0.2, penalty 0.5)", "any word, shipped"
     gloss_table = print_rates(
@@ -285,8 +303,10 @@ def main() -> int:
         "calibrate_grounding",
         {"meta": meta, "embedder": service.embedder.name, "same_range": [chosen[0], chosen[0] + chosen[1]],
          "cross_range": [chosen[2], chosen[2] + chosen[3]], "threshold": chosen[4], "unknown_word_penalty": chosen[5],
+         "sentence_weight": chosen[6],
          "min_answered": MIN_ANSWERED, "rates": table,
-         "ranges held": {"threshold": penalty[4], "unknown_word_penalty": penalty[5], "rates": penalty_table},
+         "ranges held": {"threshold": penalty[4], "unknown_word_penalty": penalty[5], "sentence_weight": penalty[6],
+                         "rates": penalty_table},
          "whole glosses": gloss_table},
     )  # fmt: skip
     return 0

@@ -188,3 +188,22 @@ def cached_queries(embedder):
         original = embedder.embed_query
         embedder.embed_query = functools.lru_cache(maxsize=None)(original)  # type: ignore[method-assign]
     return embedder
+
+
+def cached_passages(embedder):
+    """Wrap embed_passages with a cache per text: grounding evidence rates the same retrieved sentences for many
+    questions (bench/calibrate_grounding.py)."""
+    import numpy as np
+
+    if not hasattr(embedder.embed_passages, "memo"):
+        original, memo = embedder.embed_passages, {}
+
+        def embed_passages(texts):
+            missing = [t for t in dict.fromkeys(texts) if t not in memo]
+            if missing:
+                memo.update(zip(missing, original(missing), strict=True))
+            return np.stack([memo[t] for t in texts]) if texts else original(texts)
+
+        embed_passages.memo = memo  # type: ignore[attr-defined]
+        embedder.embed_passages = embed_passages  # type: ignore[method-assign]
+    return embedder

@@ -16,7 +16,7 @@ from typing import Literal
 from rag.config import Settings
 from rag.language import detect_language
 from rag.models import ChatModel
-from rag.quotes import Quote, choose_quotes
+from rag.quotes import Quote, RatedSentences, choose_quotes
 from rag.retrieve import Hit, Retriever
 from rag.tokenize import keyword_tokens
 
@@ -165,7 +165,8 @@ class Answerer:
         hits = self.retriever.search(query, top_k or self.settings.top_k, judge=question)
         chinese = is_chinese(question)
         abstain = None
-        if not hits or max(h.relevance for h in hits) < self.settings.min_relevance:
+        rated = self.rate_sentences(question, hits)
+        if not hits or self.evidence(hits, rated) < self.settings.min_relevance:
             abstain = ABSTAIN_ZH if chinese else ABSTAIN_EN
         elif self.settings.refuse_unknown_names and (missing := self.retriever.absent_names(question)):
             if chinese:
@@ -174,8 +175,8 @@ class Answerer:
                 abstain = ABSENT_NAME_EN.format(names=", ".join(f'"{n}"' for n in missing))
         if abstain:
             return AnswerStream(question, query, [], True, iter([abstain]), retrieved=hits)
-        sources = self.passages(hits)
-        quotes = self.quotes(question, sources)
+        sources = self.passages(hits, rated)
+        quotes = self.quotes(question, sources, rated)
         if (mode or self.settings.resolved_answer_mode) == "quotes":
             return AnswerStream(question, query, sources, False, iter(()), quotes=quotes, retrieved=hits)
 
@@ -207,14 +208,29 @@ class Answerer:
             pass
         return answer
 
-    def passages(self, hits: list[Hit]) -> list[Hit]:
-        """What reaches the prompt once grounding passed: all top-k hits in rank order, or only those over the
-        threshold when RAG_FILTER_SOURCES is on. Off by default, by measurement (bench/answer_eval.py, tune half):
-        filtering lowered context recall 0.910 -> 0.848 and quote hit 0.674 -> 0.650, dropping gold chunks that the
-        vectors or neighbour smoothing had found without enough word overlap."""
+    def rate_sentences(self, question: str, hits: list[Hit]) -> RatedSentences:
+        """Every sentence of ``hits`` against the user's own question, once for grounding and quotes."""
+        return RatedSentences(question, hits, self.retriever.sentence_similarity)
+
+    def evidence(self, hits: list[Hit], rated: RatedSentences, hit: Hit | None = None) -> float:
+        """How well the retrieved text answers the question, to compare with RAG_MIN_RELEVANCE: the best chunk's
+        relevance plus RAG_SENTENCE_WEIGHT times the similarity of the sentence closest to the question (of ``hit``
+        alone when given). A chunk can share a question's words and topic while no sentence of it says anything
+        close to what is asked ("How many bits are used for the exponent in an IEEE-754 double?" over a text on
+        floats); the closest sentence tells those apart better than the chunk alone (bench/calibrate_grounding.py)."""
+        relevance = hit.relevance if hit is not None else max((h.relevance for h in hits), default=0.0)
+        return relevance + self.settings.sentence_weight * rated.best(hit)
+
+    def passages(self, hits: list[Hit], rated: RatedSentences | None = None) -> list[Hit]:
+        """What reaches the prompt once grounding passed: all top-k hits in rank order, or only those whose own
+        evidence reaches the threshold when RAG_FILTER_SOURCES is on. Off by default, by measurement
+        (bench/answer_eval.py, tune half): filtering lowered context recall 0.910 -> 0.848 and quote hit 0.674 ->
+        0.650, dropping gold chunks that the vectors or neighbour smoothing had found without enough word overlap."""
         if not self.settings.filter_sources:
             return hits
-        return [h for h in hits if h.relevance >= self.settings.min_relevance]
+        if rated is None:
+            rated = RatedSentences("", [], None)
+        return [h for h in hits if self.evidence(hits, rated, h) >= self.settings.min_relevance]
 
     def _source_budget(self, question: str, history: list[Message], max_tokens: int) -> int:
         """Tokens left for sources: the window less the answer, the prompt around the sources and the history,
@@ -225,7 +241,8 @@ class Answerer:
         room = self.chat_model.n_ctx - max_tokens - overhead
         return min(room, self.settings.context_tokens)
 
-    def quotes(self, question: str, sources: list[Hit]) -> list[Quote]:
+    def quotes(self, question: str, sources: list[Hit], rated: RatedSentences | None = None) -> list[Quote]:
         idf = self.retriever.keyword_index.idf(keyword_tokens(question))
         translation = self.retriever.translation(question, detect_language(question))
-        return choose_quotes(question, sources, self.retriever.sentence_similarity, idf, translation)
+        similarity = rated if rated is not None else self.retriever.sentence_similarity
+        return choose_quotes(question, sources, similarity, idf, translation)

@@ -79,14 +79,26 @@ class Settings(BaseSettings):
         "(rag/dictionary.py); 0 turns translation off; default: tuned per question language.",
     )
     min_relevance: float = Field(
-        0.16, ge=0.0, le=1.0, description="Below this, answer 'not in the documents' (bench/calibrate_grounding.py)."
+        0.43,
+        ge=0.0,
+        le=3.0,
+        description="Below this grounding evidence (the best chunk's relevance plus RAG_SENTENCE_WEIGHT times the "
+        "closest sentence's similarity), answer 'not in the documents' (bench/calibrate_grounding.py).",
     )
     unknown_word_penalty: float = Field(
-        0.6,
+        0.5,
         ge=0.0,
         le=1.0,
         description="Relevance lost in proportion to the share of the question's words that no chunk holds, as they "
         "are or in dictionary translation ('How do I make a French omelette?'); chosen with RAG_MIN_RELEVANCE "
+        "(bench/calibrate_grounding.py).",
+    )
+    sentence_weight: float = Field(
+        0.25,
+        ge=0.0,
+        le=2.0,
+        description="Grounding evidence added per unit of the similarity of the retrieved sentence closest to the "
+        "question, on top of the best chunk's relevance; chosen with RAG_MIN_RELEVANCE and RAG_UNKNOWN_WORD_PENALTY "
         "(bench/calibrate_grounding.py).",
     )
     temperature: float = Field(0.2, ge=0.0, le=2.0)

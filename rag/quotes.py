@@ -142,6 +142,39 @@ def sentences_of(hits: list[Hit]) -> list[_Sentence]:
     return out
 
 
+class RatedSentences:
+    """The sentences of the retrieved chunks, each rated once against the question (one embedder pass): grounding
+    reads the closest one (Answerer.evidence), the quote scorer all of them. Called like the retriever's
+    ``sentence_similarity``, which it wraps; a sentence it has not rated is rated then."""
+
+    def __init__(self, question: str, hits: list[Hit], similarity: Callable[..., np.ndarray] | None) -> None:
+        self._question, self._similarity = question, similarity
+        self._by_chunk: dict[str, list[str]] = {}
+        for sentence in sentences_of(hits):
+            if len(sentence.text) >= MIN_CHARS:
+                self._by_chunk.setdefault(sentence.hit.chunk_id, []).append(sentence.text)
+        texts = list(dict.fromkeys(t for own in self._by_chunk.values() for t in own))
+        self._values: dict[str, float] = {}
+        if similarity is not None and texts:
+            values = similarity(question, texts, clip=False)
+            self._values = {t: float(v) for t, v in zip(texts, values, strict=True)}
+
+    def best(self, hit: Hit | None = None) -> float:
+        """The highest similarity among the sentences of ``hit`` (of every hit when None), unclipped; 0 without any."""
+        texts = self._by_chunk.get(hit.chunk_id, []) if hit is not None else self._values
+        return max((self._values[t] for t in texts if t in self._values), default=0.0)
+
+    def __call__(self, question: str, texts: list[str], clip: bool = True) -> np.ndarray:
+        if question != self._question and self._similarity is not None:
+            return np.asarray(self._similarity(question, texts, clip=clip), dtype=np.float64)
+        missing = [t for t in dict.fromkeys(texts) if t not in self._values]
+        if missing and self._similarity is not None:
+            values = self._similarity(question, missing, clip=False)
+            self._values.update(zip(missing, (float(v) for v in values), strict=True))
+        out = np.array([self._values.get(t, 0.0) for t in texts], dtype=np.float64)
+        return np.clip(out, 0.0, 1.0) if clip else out
+
+
 def choose_quotes(
     question: str,
     hits: list[Hit],

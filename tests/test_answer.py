@@ -24,7 +24,7 @@ from rag.embedders import FakeEmbedder
 from rag.errors import ConfigError
 from rag.keyword_sync import open_keyword_index
 from rag.models import EchoChat
-from rag.quotes import MAX_CHARS, MAX_SENTENCES, choose_quotes
+from rag.quotes import MAX_CHARS, MAX_SENTENCES, RatedSentences, choose_quotes
 from rag.retrieve import Hit, Retriever
 from rag.store import Store
 
@@ -610,3 +610,51 @@ def test_a_line_that_is_only_a_link_is_not_quoted(monkeypatch, skip) -> None:
     assert answer in texts
     assert (link in texts) is not skip
     assert rag.quotes._only_link(link) and not rag.quotes._only_link(elsewhere)
+
+
+def test_rated_sentences_rate_each_sentence_once_and_know_their_chunk() -> None:
+    first, second = hit("Alpha one is here. Alpha two is there."), hit("Beta three is far away.")
+    values = {"Alpha one is here.": 0.2, "Alpha two is there.": 0.9, "Beta three is far away.": 1.4}
+    calls: list[list[str]] = []
+
+    def similarity(question: str, texts: list[str], clip: bool = True) -> np.ndarray:
+        calls.append(list(texts))
+        return np.array([values[t] for t in texts])
+
+    rated = RatedSentences("Where is beta?", [first, second], similarity)
+    assert (rated.best(), rated.best(first), rated.best(second)) == (1.4, 0.9, 1.4)
+    assert list(rated("Where is beta?", ["Beta three is far away."])) == [1.0]  # clipped like the retriever's
+    assert list(rated("Where is beta?", ["Beta three is far away."], clip=False)) == [1.4]
+    assert len(calls) == 1
+    assert RatedSentences("Where?", [], similarity).best() == 0.0
+
+
+@pytest.mark.parametrize("closest", [0.0, 1.0])
+def test_the_closest_sentence_adds_to_the_grounding_evidence(tmp_path: Path, monkeypatch, closest: float) -> None:
+    answerer = make_answerer(tmp_path, sentence_weight=0.5)
+    question = "Who released Llama 2 and when?"
+    best = max(h.relevance for h in answerer.retriever.search(question, answerer.settings.top_k))
+    answerer.settings = answerer.settings.model_copy(update={"min_relevance": best + 0.25})
+    calls: list[list[str]] = []
+
+    def similarity(question: str, texts: list[str], clip: bool = True) -> np.ndarray:
+        calls.append(list(texts))
+        return np.full(len(texts), closest)
+
+    monkeypatch.setattr(answerer.retriever, "sentence_similarity", similarity)
+    answer = answerer.ask(question)
+    assert answer.abstained == (closest == 0.0)
+    assert bool(answer.quotes) == (closest == 1.0)
+    assert len(calls) == 1  # grounding and the quotes share one rating of the sentences
+
+
+def test_filtered_sources_keep_the_chunks_whose_own_evidence_reaches_the_threshold(tmp_path: Path) -> None:
+    answerer = make_answerer(tmp_path, filter_sources=True, sentence_weight=1.0, min_relevance=1.0)
+    near, far = hit("The badge is teal.", relevance=0.5), hit("Unrelated words live here.", relevance=0.5)
+    rated = RatedSentences(
+        "What colour is the badge?",
+        [near, far],
+        lambda q, texts, clip=True: np.array([0.6 if "badge" in t else 0.1 for t in texts]),
+    )
+    assert answerer.passages([near, far], rated) == [near]
+    assert answerer.passages([near, far]) == []  # without rated sentences, the chunks' relevance alone
