@@ -43,6 +43,7 @@ GRID = {
     "SAME_LANGUAGE_COMPANIONS": (False, True),
     "SKIP_ECHOES": (False, True),
     "SKIP_LINKS": (False, True),
+    "SKIP_PROMPTS": (False, True),
 }
 MAX_PASSES = 4
 # A change must gain at least this much mean quote hit on the tune half: about one question of a 7-question set

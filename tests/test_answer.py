@@ -658,3 +658,15 @@ def test_filtered_sources_keep_the_chunks_whose_own_evidence_reaches_the_thresho
     )
     assert answerer.passages([near, far], rated) == [near]
     assert answerer.passages([near, far]) == []  # without rated sentences, the chunks' relevance alone
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_line_of_an_interactive_session_is_not_quoted(monkeypatch, skip: bool) -> None:
+    from rag import quotes
+
+    monkeypatch.setattr(quotes, "SKIP_PROMPTS", skip)
+    monkeypatch.setattr(quotes, "SECOND_SENTENCE_SHARE", 0.0)  # every quotable sentence joins, up to the caps
+    source = hit("The heapsort function returns a sorted list.\n>>> heapsort([3, 1, 2])\n[1, 2, 3]\n$ python heap.py")
+    texts = [q.text for q in choose_quotes("What does heapsort return?", [source])]
+    assert texts[0] == "The heapsort function returns a sorted list."
+    assert any(t.startswith((">>>", "$")) for t in texts) is not skip
