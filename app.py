@@ -371,6 +371,8 @@ def render_sources(message: dict[str, Any], index: int, latest: bool) -> None:
     sources = message.get("sources") or []
     if message.get("kind") == "abstained" or (message.get("abstained") and not message.get("quotes")):
         st.caption(ABSTAINED_NOTE)
+        if message.get("closest"):
+            st.caption(escape_markdown(message["closest"]))
         return
     if not sources:
         return

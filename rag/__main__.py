@@ -109,6 +109,8 @@ def run_search(service, args) -> int:
 
 
 def run_ask(service, args) -> int:
+    from rag.answer import is_chinese
+
     answer = service.answerer.stream(args.question, top_k=args.top_k, mode=args.mode)
     if args.json:
         for _ in answer:
@@ -117,6 +119,8 @@ def run_ask(service, args) -> int:
         return 0
     if answer.abstained:
         print("".join(answer))
+        if answer.closest is not None:
+            print(answer.closest.describe(is_chinese(args.question)))
     else:
         if answer.quotes:
             print("From the documents:")

@@ -8,6 +8,7 @@ sources list is part of every answer, whether or not the model cited them.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -109,6 +110,28 @@ def build_messages(question: str, hits: list[Hit], history: list[Message] | None
     return messages
 
 
+@dataclass(frozen=True)
+class NearMiss:
+    """The retrieved chunk that came closest to grounding a refused answer. Shown with the refusal, so that a person
+    can tell a question the documents do not answer from one they answer in other words ("citation mark" where the
+    guide says "citation badge")."""
+
+    file_name: str
+    page: int | None
+    evidence: float
+    needed: float  # RAG_MIN_RELEVANCE
+
+    def describe(self, chinese: bool = False) -> str:
+        shown = math.floor(self.evidence * 100) / 100  # rounded down: 0.429 must not read as the 0.43 it missed
+        if chinese:
+            place = f"{self.file_name}，第 {self.page} 页" if self.page else self.file_name
+            return (f"最接近的段落：{place}（依据 {shown:.2f}，回答需要 {self.needed:.2f}）。"
+                    "用文档里的说法提问也许有帮助。")  # fmt: skip
+        place = f"{self.file_name}, page {self.page}" if self.page else self.file_name
+        return (f"Closest passage: {place} (evidence {shown:.2f}; {self.needed:.2f} needed to answer). "
+                "Asking in the documents' own words may help.")  # fmt: skip
+
+
 @dataclass
 class AnswerStream:
     """Iterate for the generated text's pieces; ``quotes``, ``sources`` and ``abstained`` are known before that."""
@@ -123,6 +146,7 @@ class AnswerStream:
     retrieved: list[Hit] = field(default_factory=list)  # everything retrieval returned, before grounding and packing
     text: str = ""
     messages: list[Message] = field(default_factory=list)
+    closest: NearMiss | None = None  # set when the evidence fell short of RAG_MIN_RELEVANCE
 
     def __iter__(self) -> Iterator[str]:
         for piece in self._pieces:
@@ -164,17 +188,18 @@ class Answerer:
         query = standalone_query(question, history)
         hits = self.retriever.search(query, top_k or self.settings.top_k, judge=question)
         chinese = is_chinese(question)
-        abstain = None
+        abstain, closest = None, None
         rated = self.rate_sentences(question, hits)
         if not hits or self.evidence(hits, rated) < self.settings.min_relevance:
             abstain = ABSTAIN_ZH if chinese else ABSTAIN_EN
+            closest = self.near_miss(hits, rated)
         elif self.settings.refuse_unknown_names and (missing := self.retriever.absent_names(question)):
             if chinese:
                 abstain = ABSENT_NAME_ZH.format(names="、".join(f"“{n}”" for n in missing))
             else:
                 abstain = ABSENT_NAME_EN.format(names=", ".join(f'"{n}"' for n in missing))
         if abstain:
-            return AnswerStream(question, query, [], True, iter([abstain]), retrieved=hits)
+            return AnswerStream(question, query, [], True, iter([abstain]), retrieved=hits, closest=closest)
         sources = self.passages(hits, rated)
         quotes = self.quotes(question, sources, rated)
         if (mode or self.settings.resolved_answer_mode) == "quotes":
@@ -220,6 +245,14 @@ class Answerer:
         floats); the closest sentence tells those apart better than the chunk alone (bench/calibrate_grounding.py)."""
         relevance = hit.relevance if hit is not None else max((h.relevance for h in hits), default=0.0)
         return relevance + self.settings.sentence_weight * rated.best(hit)
+
+    def near_miss(self, hits: list[Hit], rated: RatedSentences) -> NearMiss | None:
+        """The hit with the most evidence of its own, for a refusal to point at."""
+        if not hits:
+            return None
+        hit = max(hits, key=lambda h: self.evidence(hits, rated, h))
+        evidence = self.evidence(hits, rated, hit)
+        return NearMiss(hit.file_name, hit.page, evidence, self.settings.min_relevance)
 
     def passages(self, hits: list[Hit], rated: RatedSentences | None = None) -> list[Hit]:
         """What reaches the prompt once grounding passed: all top-k hits in rank order, or only those whose own

@@ -670,3 +670,29 @@ def test_a_line_of_an_interactive_session_is_not_quoted(monkeypatch, skip: bool)
     texts = [q.text for q in choose_quotes("What does heapsort return?", [source])]
     assert texts[0] == "The heapsort function returns a sorted list."
     assert any(t.startswith((">>>", "$")) for t in texts) is not skip
+
+
+def test_a_refusal_points_at_the_passage_that_came_closest(answerer: Answerer, monkeypatch) -> None:
+    refused = answerer.ask("What is the boiling point of mercury?")
+    near = refused.closest
+    assert refused.abstained and near is not None
+    hits = answerer.retriever.search("What is the boiling point of mercury?", answerer.settings.top_k)
+    rated = answerer.rate_sentences("What is the boiling point of mercury?", hits)
+    assert near.evidence == max(answerer.evidence(hits, rated, h) for h in hits) < near.needed == 0.3
+    assert near.file_name in {h.file_name for h in hits}
+    assert near.describe().startswith(f"Closest passage: {near.file_name} (evidence ")
+    assert "0.30 needed to answer" in near.describe() and "回答需要 0.30" in near.describe(chinese=True)
+    assert answerer.ask("Who released Llama 2 and when?").closest is None
+    monkeypatch.setattr(answerer.retriever, "absent_names", lambda question: ["GPT-5"])
+    named = answerer.ask("Who released Llama 2 and when?")
+    assert named.abstained and named.closest is None  # the name is the reason, not the evidence
+
+
+def test_a_near_miss_never_rounds_up_to_the_threshold() -> None:
+    from rag.answer import NearMiss
+
+    near = NearMiss("guide.pdf", 3, 0.4299, 0.43)
+    assert near.describe() == (
+        "Closest passage: guide.pdf, page 3 (evidence 0.42; 0.43 needed to answer). Asking in the documents' own "
+        "words may help."
+    )

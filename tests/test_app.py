@@ -199,6 +199,7 @@ def test_unrelated_question_abstains(env: Path) -> None:
     answer = assistant(at)
     assert markdowns(answer) == ["The documents do not contain an answer to this question\\."]
     assert any("relevant enough" in c for c in captions(answer))
+    assert any(c.startswith("Closest passage") and "needed to answer" in c for c in captions(answer)), captions(answer)
 
 
 def test_no_room_for_sources_keeps_the_quotes_and_says_why(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

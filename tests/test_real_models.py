@@ -143,6 +143,11 @@ def test_cli_ask_json_and_search_json(service: RagService) -> None:
     assert data["generated"] is True and data["answer"].strip()
     assert any("teal" in q["text"] and q["page"] == 3 for q in data["quotes"])  # the quote answers, verbatim
     assert data["sources"][0]["page"] == 3 and data["sources"][0]["source"].endswith("user-guide.pdf")
+    out = run_rag(env, "ask", "红烧肉怎么做？")  # refused, pointing at what came closest and how close
+    assert out.returncode == 0, out.stderr
+    refused, closest = out.stdout.strip().splitlines()
+    assert refused == "文档中没有找到这个问题的答案。" and closest.startswith("最接近的段落：")
+    assert "回答需要 0.43" in closest
 
     questions = service.settings.store_dir / "q.txt"
     questions.write_text("What colour is the citation badge?\n默认的检索数量是多少？\n", encoding="utf-8")

@@ -672,3 +672,26 @@ def test_upload_limit_warning() -> None:
     assert serve.upload_limit_warning(50, 50) is None
     message = serve.upload_limit_warning(200, 50)
     assert message is not None and "200 MB" in message and "RAG_MAX_UPLOAD_MB is 50 MB" in message
+
+
+@dataclass
+class _Refusal:
+    question: str
+    closest: object
+    text: str = "文档中没有找到这个问题的答案。"
+    abstained: bool = True
+    sources: list = field(default_factory=list)
+    quotes: list = field(default_factory=list)
+    generated: bool = False
+
+
+def test_a_refusal_keeps_the_closest_passage_in_the_chat_and_the_export() -> None:
+    from rag.answer import NearMiss
+
+    near = NearMiss("用户指南*.pdf", 2, 0.31, 0.43)
+    message = assistant_message(_Refusal("红烧肉怎么做？", near))
+    assert message["kind"] == "abstained" and message["closest"] == near.describe(chinese=True)
+    assert message["closest"].startswith("最接近的段落：用户指南*.pdf，第 2 页（依据 0.31，回答需要 0.43）")
+    out = conversation_markdown([user_message("红烧肉怎么做？"), message])
+    assert "_最接近的段落：用户指南\\*\\.pdf，第 2 页" in out  # escaped like every text we did not write
+    assert assistant_message(_Refusal("What?", None))["closest"] is None

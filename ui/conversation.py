@@ -2,8 +2,8 @@
 
 A message is ``{"role": "user"|"assistant", "content": str}``. An assistant message also carries, copied from the
 AnswerStream when it finished: ``kind`` (see :func:`answer_kind`), ``quotes`` (verbatim sentences with file and
-page, shown first), ``generated`` and ``model`` (whose text ``content`` is), and ``sources`` (file name, source
-path, page, chunk id, chunk text, score).
+page, shown first), ``generated`` and ``model`` (whose text ``content`` is), ``sources`` (file name, source
+path, page, chunk id, chunk text, score) and ``closest`` (a refusal's line on the passage that came closest, or None).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from rag.answer import NO_ROOM_EN, NO_ROOM_ZH
+from rag.answer import NO_ROOM_EN, NO_ROOM_ZH, is_chinese
 from ui.text import escape_markdown, model_label, quote_markdown, where
 
 Message = dict[str, Any]
@@ -33,8 +33,10 @@ def answer_kind(answer: Any) -> AnswerKind:
 
 def assistant_message(answer: Any, model: str | None = None) -> Message:
     """Snapshot of a finished AnswerStream (duck-typed: ``text``, ``abstained``, ``generated``, ``quotes``,
-    ``sources`` of Hits). ``model`` names the chat model that wrote a generated text."""
+    ``sources`` of Hits; ``closest``, the NearMiss of a refusal, and ``question`` when present). ``model`` names the
+    chat model that wrote a generated text."""
     quotes = getattr(answer, "quotes", None) or []
+    closest = getattr(answer, "closest", None)
     return {
         "role": "assistant",
         "content": answer.text,
@@ -58,6 +60,7 @@ def assistant_message(answer: Any, model: str | None = None) -> Message:
             }
             for h in answer.sources
         ],
+        "closest": closest.describe(is_chinese(getattr(answer, "question", ""))) if closest is not None else None,
     }
 
 
@@ -118,6 +121,8 @@ def _answer_lines(message: Message) -> list[str]:
         lines += [text, ""]
     if kind == "abstained" or (kind is None and message.get("abstained")):
         lines += [f"_{ABSTAINED_NOTE}_", ""]
+        if message.get("closest"):
+            lines += [f"_{escape_markdown(message['closest'])}_", ""]
     return lines
 
 
