@@ -254,15 +254,13 @@ class Answerer:
         evidence = self.evidence(hits, rated, hit)
         return NearMiss(hit.file_name, hit.page, evidence, self.settings.min_relevance)
 
-    def passages(self, hits: list[Hit], rated: RatedSentences | None = None) -> list[Hit]:
+    def passages(self, hits: list[Hit], rated: RatedSentences) -> list[Hit]:
         """What reaches the prompt once grounding passed: all top-k hits in rank order, or only those whose own
         evidence reaches the threshold when RAG_FILTER_SOURCES is on. Off by default, by measurement
         (bench/answer_eval.py, tune half): filtering lowered context recall 0.910 -> 0.848 and quote hit 0.674 ->
         0.650, dropping gold chunks that the vectors or neighbour smoothing had found without enough word overlap."""
         if not self.settings.filter_sources:
             return hits
-        if rated is None:
-            rated = RatedSentences("", [], None)
         return [h for h in hits if self.evidence(hits, rated, h) >= self.settings.min_relevance]
 
     def _source_budget(self, question: str, history: list[Message], max_tokens: int) -> int:

@@ -657,7 +657,7 @@ def test_filtered_sources_keep_the_chunks_whose_own_evidence_reaches_the_thresho
         lambda q, texts, clip=True: np.array([0.6 if "badge" in t else 0.1 for t in texts]),
     )
     assert answerer.passages([near, far], rated) == [near]
-    assert answerer.passages([near, far]) == []  # without rated sentences, the chunks' relevance alone
+    assert answerer.passages([near, far], RatedSentences("", [], None)) == []  # no rated sentence: relevance alone
 
 
 @pytest.mark.parametrize("skip", [False, True])
